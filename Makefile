@@ -1,0 +1,57 @@
+# GuardChat: `make run` starts everything, `make test` checks everything. Both are idempotent.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+export NEMO_GUARDRAILS_NO_USAGE_STATS := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install chromium migrate lint typecheck audit bench clean
+
+run: install migrate
+	$(BIN)/guardchat serve --local-model auto
+
+test: install chromium migrate lint typecheck audit
+	@set +e; HF_HUB_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure" >&2; exit 1; fi; \
+	exit $$rc
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+# llama-cpp-python builds from source (~5 min on 2 cores) the first time; pip's wheel cache makes reinstalls quick.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,local]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+migrate: install
+	$(BIN)/guardchat db upgrade
+
+lint: install
+	$(BIN)/ruff check webapp tests bench migrations rails
+
+typecheck: install
+	$(BIN)/mypy
+
+audit: install
+	$(BIN)/python -m webapp.audit
+
+bench: install migrate
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""Actions behind GuardChat's rails. The detectors live in webapp.guard; these only adapt them to NeMo.
+
+webapp/guard/loader.py registers configured detector instances as action parameters (``abuse_classifier``,
+``injection_detector``). When this directory is loaded by plain NeMo tooling instead, defaults built from
+the GuardChat settings are used.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from nemoguardrails.actions import action
+from nemoguardrails.actions.rail_outcome import RailOutcome, TransformTarget
+
+from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.injection import InjectionDetector
+from webapp.guard.markup import describe, neutralise
+from webapp.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def _default_classifier() -> ToxicityClassifier:
+    return ToxicityClassifier(get_settings().toxicity_threshold)
+
+
+def _recheck_with(classifier: ToxicityClassifier):  # type: ignore[no-untyped-def]
+    def recheck(text: str) -> str | None:
+        return classifier.classify(text).reason
+
+    return recheck
+
+
+@lru_cache(maxsize=1)
+def _default_detector() -> InjectionDetector:
+    return InjectionDetector(recheck=_recheck_with(_default_classifier()))
+
+
+@action(name="check_abuse")
+async def check_abuse(text: str | None = None, abuse_classifier: ToxicityClassifier | None = None) -> RailOutcome:
+    classifier = abuse_classifier or _default_classifier()
+    result = classifier.classify(text or "")
+    metadata = {"score": result.score}
+    if result.blocked:
+        return RailOutcome.block(reason=result.reason, metadata=metadata)
+    return RailOutcome.allow(metadata=metadata)
+
+
+@action(name="check_jailbreak")
+async def check_jailbreak(
+    text: str | None = None, injection_detector: InjectionDetector | None = None
+) -> RailOutcome:
+    detector = injection_detector or _default_detector()
+    finding = detector.detect(text or "")
+    if finding is not None:
+        return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "family": finding.family})
+    return RailOutcome.allow(metadata={"score": 0.0})
+
+
+@action(name="neutralise_markup")
+async def neutralise_markup(text: str | None = None) -> RailOutcome:
+    report = neutralise(text or "")
+    if not report.changed:
+        return RailOutcome.allow()
+    return RailOutcome.transform(
+        [(TransformTarget.BOT_MESSAGE, report.text)],
+        reason=describe(report.findings),
+        metadata={"findings": report.findings},
+    )

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from webapp.store import conversations as conv
+from webapp.store import feedback, flags, users
+from webapp.store.engine import Database
+from webapp.store.errors import NotFoundError
+from webapp.store.models import Message, User
+
+
+def _user(db: Database, name: str) -> User:
+    with db.write() as s:
+        return users.create_user(s, username=name, password="password123")
+
+
+def test_conversation_round_trips_and_survives_reopen(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(
+            s, user=alice, title="Trip ideas", system_prompt="Be brief.", sampling={"temperature": 0.2}
+        )
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="Héllo 👋")
+        conv.append_message(
+            s, user=alice, conversation_id=c.id, role="assistant", content="Hi!", verdict={"allowed": True}
+        )
+        cid = c.id
+    url = database.url
+    database.dispose()
+
+    reopened = Database(url)
+    try:
+        with reopened.read() as s:
+            alice2 = users.require_user_by_name(s, username="alice")
+            c2 = conv.require_conversation(s, user=alice2, conversation_id=cid)
+            msgs = conv.list_messages(s, user=alice2, conversation_id=cid)
+        assert (c2.title, c2.system_prompt, c2.sampling) == ("Trip ideas", "Be brief.", {"temperature": 0.2})
+        assert [(m.seq, m.role, m.content, m.status) for m in msgs] == [
+            (1, "user", "Héllo 👋", "complete"),
+            (2, "assistant", "Hi!", "complete"),
+        ]
+        assert msgs[1].verdict == {"allowed": True}
+    finally:
+        reopened.dispose()
+
+
+def test_list_is_by_recency_and_search_matches_title_and_content(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        a = conv.create_conversation(s, user=alice, title="Gardening")
+        b = conv.create_conversation(s, user=alice, title="Taxes")
+        conv.append_message(s, user=alice, conversation_id=a.id, role="user", content="tomatoes in pots")
+    with database.read() as s:
+        assert [c.id for c in conv.list_conversations(s, user=alice)] == [a.id, b.id]
+        assert [c.id for c in conv.list_conversations(s, user=alice, search="TOMATO")] == [a.id]
+        assert [c.id for c in conv.list_conversations(s, user=alice, search="tax")] == [b.id]
+
+
+def test_deleted_conversation_is_hidden_from_owner(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice)
+    with database.write() as s:
+        conv.delete_conversation(s, user=alice, conversation_id=c.id)
+    with database.read() as s:
+        assert conv.list_conversations(s, user=alice) == []
+        assert conv.get_conversation(s, user=alice, conversation_id=c.id) is None
+
+
+def test_removed_messages_are_hidden_not_lost(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice)
+        for i in range(4):
+            conv.append_message(s, user=alice, conversation_id=c.id, role="user", content=f"m{i}")
+    with database.write() as s:
+        conv.remove_messages_from(s, user=alice, conversation_id=c.id, seq=3)
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="again")
+    with database.read() as s:
+        visible = conv.list_messages(s, user=alice, conversation_id=c.id)
+        total = s.scalar(select(func.count(Message.id)).where(Message.conversation_id == c.id))
+    assert [(m.seq, m.content) for m in visible] == [(1, "m0"), (2, "m1"), (3, "again")]
+    assert total == 5
+
+
+def test_interrupted_streams_are_marked_on_recovery(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice)
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="hi")
+        m = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="", status="streaming")
+    with database.write() as s:
+        assert conv.interrupt_streaming_messages(s) == 1
+    with database.read() as s:
+        assert conv.require_message(s, user=alice, message_id=m.id).status == "interrupted"
+
+
+# --- scoping: every query that takes a user refuses another user's ids -------------------------
+
+Scenario = Callable[[Any, User, int, int], Any]
+
+SCOPED_QUERIES: dict[str, Scenario] = {
+    "get_conversation": lambda s, u, c, m: conv.get_conversation(s, user=u, conversation_id=c),
+    "require_conversation": lambda s, u, c, m: conv.require_conversation(s, user=u, conversation_id=c),
+    "rename_conversation": lambda s, u, c, m: conv.rename_conversation(s, user=u, conversation_id=c, title="x"),
+    "delete_conversation": lambda s, u, c, m: conv.delete_conversation(s, user=u, conversation_id=c),
+    "update_conversation_settings": lambda s, u, c, m: conv.update_conversation_settings(
+        s, user=u, conversation_id=c, system_prompt="pwned"
+    ),
+    "list_messages": lambda s, u, c, m: conv.list_messages(s, user=u, conversation_id=c),
+    "get_message": lambda s, u, c, m: conv.get_message(s, user=u, message_id=m),
+    "require_message": lambda s, u, c, m: conv.require_message(s, user=u, message_id=m),
+    "append_message": lambda s, u, c, m: conv.append_message(s, user=u, conversation_id=c, role="user", content="x"),
+    "finish_message": lambda s, u, c, m: conv.finish_message(s, user=u, message_id=m, status="complete"),
+    "remove_messages_from": lambda s, u, c, m: conv.remove_messages_from(s, user=u, conversation_id=c, seq=1),
+    "list_conversations": lambda s, u, c, m: conv.list_conversations(s, user=u),
+    "report_message": lambda s, u, c, m: flags.report_message(s, user=u, message_id=m, reason="bad"),
+    "set_feedback": lambda s, u, c, m: feedback.set_feedback(s, user=u, message_id=m, value=1),
+    "get_feedback": lambda s, u, c, m: feedback.get_feedback(s, user=u, message_id=m),
+}
+
+
+@pytest.mark.parametrize("query", sorted(SCOPED_QUERIES))
+def test_another_user_gets_nothing(database: Database, query: str) -> None:
+    alice, bob = _user(database, "alice"), _user(database, "bob")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice, title="secret plans")
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="the secret")
+        m = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="reply")
+        cid, mid = c.id, m.id
+
+    try:
+        with database.write() as s:
+            result = SCOPED_QUERIES[query](s, bob, cid, mid)
+    except NotFoundError as exc:
+        assert "secret" not in str(exc)
+    else:
+        assert result in (None, [])
+
+    with database.read() as s:  # alice's data is untouched
+        c2 = conv.require_conversation(s, user=alice, conversation_id=cid)
+        assert (c2.title, c2.system_prompt) == ("secret plans", "")
+        assert [m.content for m in conv.list_messages(s, user=alice, conversation_id=cid)] == ["the secret", "reply"]
+
+
+def test_not_found_is_the_same_for_missing_and_foreign(database: Database) -> None:
+    alice, bob = _user(database, "alice"), _user(database, "bob")
+    with database.write() as s:
+        cid = conv.create_conversation(s, user=alice).id
+    with database.read() as s:
+        with pytest.raises(NotFoundError) as foreign:
+            conv.require_conversation(s, user=bob, conversation_id=cid)
+        with pytest.raises(NotFoundError) as missing:
+            conv.require_conversation(s, user=bob, conversation_id=cid + 1000)
+    assert str(foreign.value) == str(missing.value)
+
+
+def test_sixteen_concurrent_writers_lose_nothing(sqlite_database: Database) -> None:
+    db = sqlite_database
+    alice = _user(db, "alice")
+    with db.write() as s:
+        cids = [conv.create_conversation(s, user=alice, title=f"c{i}").id for i in range(4)]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                with db.write() as s:
+                    conv.append_message(
+                        s, user=alice, conversation_id=cids[n % 4], role="user", content=f"t{n}-{i}"
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    with db.read() as s:
+        total = s.scalar(select(func.count(Message.id)))
+        for cid in cids:
+            seqs = [m.seq for m in conv.list_messages(s, user=alice, conversation_id=cid)]
+            assert seqs == list(range(1, 201))  # 4 threads x 50 each, no gaps, no duplicates
+    assert total == 16 * 50

@@ -1,0 +1,87 @@
+"""The FastAPI application: sign-in, health, readiness, metrics, and the Gradio pages mounted inside."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.sessions import SessionMiddleware
+
+from webapp.api.auth import build_auth_router, ensure_initial_admin
+from webapp.api.context import AppContext
+from webapp.chat.service import ChatService
+from webapp.guard.turn import TurnGuard
+from webapp.llm.triton import TritonChatClient
+from webapp.settings import Settings
+from webapp.store import conversations
+from webapp.store.engine import Database
+
+log = logging.getLogger("guardchat.app")
+
+
+def build_context(settings: Settings) -> AppContext:
+    db = Database(settings.resolved_database_url)
+    guard = TurnGuard.load(settings)
+    probe_client = TritonChatClient.from_settings(settings)
+    return AppContext(
+        settings=settings,
+        db=db,
+        chat=ChatService(database=db, guard=guard, settings=settings),
+        model_ready=probe_client.is_ready,
+    )
+
+
+def recover_after_crash(ctx: AppContext) -> int:
+    """Replies left `streaming` by a process that died are marked `interrupted`."""
+    with ctx.db.write() as session:
+        return conversations.interrupt_streaming_messages(session)
+
+
+def create_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
+    settings.check_secure()
+    ctx = ctx or build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ensure_initial_admin(ctx.db, settings)
+        recovered = await asyncio.to_thread(recover_after_crash, ctx)
+        if recovered:
+            log.warning("marked %d interrupted replies after an unclean stop", recovered)
+        yield
+        ctx.db.dispose()
+
+    app = FastAPI(title="GuardChat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ctx = ctx
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key.get_secret_value(),
+        session_cookie="guardchat_session",
+        same_site="lax",
+        https_only=settings.environment == "production",
+        max_age=14 * 24 * 3600,
+    )
+    app.include_router(build_auth_router(ctx))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        db_ok, model_ok = await asyncio.gather(ctx.database_ready(), ctx.model_ready())
+        down = [name for name, ok in (("database", db_ok), ("model", model_ok)) if not ok]
+        body = {
+            "status": "ready" if not down else "unavailable",
+            "database": "ok" if db_ok else "unreachable",
+            "model": "ok" if model_ok else f"Triton model {settings.triton_model!r} at {settings.triton_url} is not ready",
+        }
+        return JSONResponse(body, status_code=200 if not down else 503)
+
+    from webapp.ui.mount import mount_pages
+
+    mount_pages(app, ctx)
+    return app

@@ -1,0 +1,75 @@
+"""`guardchat serve`: uvicorn around the app, optionally with the local Triton model server beside it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from webapp.settings import Settings
+
+log = logging.getLogger("guardchat.server")
+LOCAL_MODEL_READY_TIMEOUT_S = 300.0
+
+
+def wants_local_model(mode: str) -> bool:
+    """`auto` starts the local model unless GUARDCHAT_TRITON_URL points at another Triton."""
+    if mode == "auto":
+        return "GUARDCHAT_TRITON_URL" not in os.environ
+    return mode == "yes"
+
+
+@contextmanager
+def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    from webapp.llm.local_server import wait_until_ready
+
+    cmd = [
+        sys.executable, "-m", "webapp.llm.local_server",
+        "--http-port", str(settings.local_http_port),
+        "--grpc-port", str(settings.local_grpc_port),
+        "--metrics-port", str(settings.local_metrics_port),
+    ]
+    print(f"starting the local Triton model server on :{settings.local_grpc_port} (gRPC)", flush=True)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        wait_until_ready(
+            f"http://127.0.0.1:{settings.local_http_port}",
+            [settings.triton_model],
+            timeout_s=LOCAL_MODEL_READY_TIMEOUT_S,
+        )
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def run_server(settings: Settings, *, host: str | None = None, port: int | None = None, local_model: str = "no") -> None:
+    from webapp.api.app import create_app
+
+    settings.check_secure()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with local_model_server(settings) if wants_local_model(local_model) else _nothing():
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+        )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None

@@ -1,0 +1,296 @@
+"""ChatService: the one owner of a turn, for the UI and the API alike.
+
+persist user message (pending) + assistant placeholder (streaming) → input rails → model stream →
+output rails per chunk → checked deltas to the caller → assistant message final status → flag if blocked.
+Database work runs in worker threads so the event loop never waits on SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from webapp.chat.events import (
+    ChatEvent,
+    InputChecked,
+    ReplyDelta,
+    ReplyRetracted,
+    TurnEnded,
+    TurnStarted,
+)
+from webapp.chat.limits import LimitError, TurnLimits, check_turn_allowed, clean_message
+from webapp.guard.turn import Delta, InputPassed, Retract, TurnFinished
+from webapp.guard.verdict import Verdict
+from webapp.llm.errors import LLMError
+from webapp.llm.params import GenerationParams
+from webapp.llm.templates import ChatTurn
+from webapp.settings import Settings
+from webapp.store import conversations as conv
+from webapp.store.engine import Database
+from webapp.store.errors import InvalidInputError
+from webapp.store.flags import raise_flag
+from webapp.store.models import Message, User
+
+log = logging.getLogger("guardchat.turn")
+
+TITLE_CHARS = 60
+FLAG_SOURCE_BY_STAGE = {"input": "input_rail", "output": "output_rail", "error": "rail_error"}
+
+
+class TurnGuardLike(Protocol):
+    def stream_turn(
+        self, history: Sequence[ChatTurn], params: GenerationParams
+    ) -> AsyncIterator[Delta | InputPassed | Retract | TurnFinished]: ...
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    conversation_id: int
+    user_message_id: int
+    assistant_message_id: int
+    history: list[ChatTurn]
+    params: GenerationParams
+
+
+def history_for_model(system_prompt: str, messages: Sequence[Message]) -> list[ChatTurn]:
+    """The turns the model sees: refused and failed exchanges are left out, so it never sees them again."""
+    turns: list[ChatTurn] = [ChatTurn("system", system_prompt)] if system_prompt.strip() else []
+    pending_user: Message | None = None
+    for message in messages:
+        if message.role == "user":
+            pending_user = message if message.status in ("complete", "interrupted") else None
+        elif message.role == "assistant" and pending_user is not None:
+            if message.status in ("complete", "interrupted") and message.content.strip():
+                # An interrupted reply still belongs to the conversation the user saw.
+                turns.append(ChatTurn("user", pending_user.content))
+                turns.append(ChatTurn("assistant", message.content))
+            pending_user = None
+    return turns
+
+
+def params_for(settings: Settings, sampling: dict[str, Any]) -> GenerationParams:
+    defaults = GenerationParams.defaults(settings).model_dump()
+    merged = {**defaults, **{k: v for k, v in sampling.items() if k in defaults and v is not None}}
+    try:
+        params = GenerationParams(**merged)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid generation settings: {exc.errors()[0]['msg']}") from None
+    if params.max_new_tokens > settings.max_output_tokens_limit:
+        raise InvalidInputError(
+            f"max new tokens {params.max_new_tokens} is above the limit {settings.max_output_tokens_limit}"
+        )
+    return params
+
+
+class ChatService:
+    def __init__(self, *, database: Database, guard: TurnGuardLike, settings: Settings) -> None:
+        self.db = database
+        self.guard = guard
+        self.settings = settings
+        self.limits = TurnLimits.from_settings(settings)
+
+    # --- one turn -----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        *,
+        user: User,
+        text: str,
+        conversation_id: int | None = None,
+        sampling: dict[str, Any] | None = None,
+        system_prompt: str | None = None,
+    ) -> AsyncIterator[ChatEvent]:
+        """Run one turn. Raises LimitError / NotFoundError / InvalidInputError before anything is saved."""
+        content = clean_message(text, max_chars=self.limits.max_message_chars)
+        prepared = await asyncio.to_thread(
+            self._prepare, user, content, conversation_id, sampling or {}, system_prompt
+        )
+        async for event in self._run(user, prepared):
+            yield event
+
+    async def regenerate(self, *, user: User, conversation_id: int) -> AsyncIterator[ChatEvent]:
+        """Replace the last reply: the last user message is sent again."""
+        last_user = await asyncio.to_thread(self._take_last_exchange, user, conversation_id)
+        async for event in self.send(user=user, text=last_user, conversation_id=conversation_id):
+            yield event
+
+    async def edit_last(self, *, user: User, conversation_id: int, text: str) -> AsyncIterator[ChatEvent]:
+        """Replace the last user message (and its reply) with ``text`` and send it."""
+        clean_message(text, max_chars=self.limits.max_message_chars)
+        await asyncio.to_thread(self._take_last_exchange, user, conversation_id)
+        async for event in self.send(user=user, text=text, conversation_id=conversation_id):
+            yield event
+
+    def _take_last_exchange(self, user: User, conversation_id: int) -> str:
+        with self.db.write() as session:
+            messages = conv.list_messages(session, user=user, conversation_id=conversation_id)
+            users_msgs = [m for m in messages if m.role == "user"]
+            if not users_msgs:
+                raise InvalidInputError("this conversation has no message to resend")
+            last = users_msgs[-1]
+            conv.remove_messages_from(session, user=user, conversation_id=conversation_id, seq=last.seq)
+            return last.content
+
+    def _prepare(
+        self,
+        user: User,
+        content: str,
+        conversation_id: int | None,
+        sampling: dict[str, Any],
+        system_prompt: str | None,
+    ) -> _Prepared:
+        with self.db.write() as session:
+            check_turn_allowed(session, user=user, limits=self.limits)
+            if conversation_id is None:
+                title = content.splitlines()[0][:TITLE_CHARS] or "New chat"
+                conversation = conv.create_conversation(
+                    session,
+                    user=user,
+                    title=title,
+                    system_prompt=self.settings.system_prompt if system_prompt is None else system_prompt,
+                    sampling=sampling,
+                )
+            else:
+                conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
+            merged_sampling = {**conversation.sampling, **sampling}
+            params = params_for(self.settings, merged_sampling)
+            prior = conv.list_messages(session, user=user, conversation_id=conversation.id)
+            history = history_for_model(conversation.system_prompt, prior)
+            history.append(ChatTurn("user", content))
+            user_msg = conv.append_message(
+                session, user=user, conversation_id=conversation.id, role="user", content=content, status="pending"
+            )
+            reply = conv.append_message(
+                session, user=user, conversation_id=conversation.id, role="assistant", content="", status="streaming"
+            )
+            return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
+
+    async def _run(self, user: User, p: _Prepared) -> AsyncIterator[ChatEvent]:
+        started = time.perf_counter()
+        yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
+        shown: list[str] = []
+        finished = False
+        try:
+            async for event in self.guard.stream_turn(p.history, p.params):
+                if isinstance(event, InputPassed):
+                    # The user message's status is written with the reply, keeping the DB off this path.
+                    yield InputChecked()
+                elif isinstance(event, Delta):
+                    shown.append(event.text)
+                    yield ReplyDelta(event.text)
+                elif isinstance(event, Retract):
+                    shown.clear()
+                    yield ReplyRetracted()
+                elif isinstance(event, TurnFinished):
+                    latency = int((time.perf_counter() - started) * 1000)
+                    ended = await asyncio.to_thread(self._finish, user, p, event, latency)
+                    finished = True
+                    yield ended
+                    return
+            raise RuntimeError("the guard ended a turn without a verdict")
+        except LLMError as exc:
+            ended = await asyncio.to_thread(self._fail, user, p, str(exc), "".join(shown))
+            finished = True
+            yield ended
+        except (asyncio.CancelledError, GeneratorExit):
+            if not finished:
+                # The caller stopped (Stop button, disconnect): keep what was shown, marked interrupted.
+                await asyncio.shield(
+                    asyncio.to_thread(self._interrupt, user, p, "".join(shown), started)
+                )
+            raise
+        except Exception as exc:
+            if not finished:
+                log.exception("turn failed", extra={"conversation_id": p.conversation_id})
+                ended = await asyncio.to_thread(
+                    self._fail, user, p, f"the turn failed: {type(exc).__name__}", "".join(shown)
+                )
+                yield ended
+
+    # --- persistence steps (worker threads) ---------------------------------------------------
+
+    def _finish(self, user: User, p: _Prepared, event: TurnFinished, latency_ms: int) -> TurnEnded:
+        verdict: Verdict = event.verdict
+        verdict_json = verdict.to_json()
+        stage = verdict.stage
+        status = "complete" if verdict.allowed else "blocked"
+        with self.db.write() as session:
+            if not verdict.allowed and event.unsafe_text is not None:
+                verdict_json["blocked_text"] = event.unsafe_text
+            user_status = {"input": "blocked", "error": "error"}.get(stage or "", "complete")
+            conv.finish_message(session, user=user, message_id=p.user_message_id, status=user_status)
+            message = conv.finish_message(
+                session,
+                user=user,
+                message_id=p.assistant_message_id,
+                status=status,
+                content=event.reply,
+                verdict=verdict_json,
+                latency_ms=latency_ms,
+            )
+            flagged = False
+            if not verdict.allowed and stage is not None:
+                flagged_text = event.unsafe_text or ""
+                target = message
+                if stage == "input":
+                    target = conv.require_message(session, user=user, message_id=p.user_message_id)
+                raise_flag(
+                    session,
+                    message=target,
+                    owner_id=user.id,
+                    source=FLAG_SOURCE_BY_STAGE[stage],
+                    rail=verdict.rail,
+                    reason=verdict.reason or "",
+                    text=flagged_text,
+                )
+                flagged = True
+        return TurnEnded(
+            status=status,
+            reply=event.reply,
+            conversation_id=p.conversation_id,
+            assistant_message_id=p.assistant_message_id,
+            verdict=verdict_json_public(verdict_json),
+            flagged=flagged,
+            checks=list(verdict_json.get("checks", [])),
+        )
+
+    def _fail(self, user: User, p: _Prepared, error: str, partial: str) -> TurnEnded:
+        with self.db.write() as session:
+            user_msg = conv.require_message(session, user=user, message_id=p.user_message_id)
+            if user_msg.status == "pending":
+                user_msg.status = "error"
+            conv.finish_message(
+                session, user=user, message_id=p.assistant_message_id, status="error", content=partial
+            )
+        return TurnEnded(
+            status="error",
+            reply=partial,
+            conversation_id=p.conversation_id,
+            assistant_message_id=p.assistant_message_id,
+            error=error,
+        )
+
+    def _interrupt(self, user: User, p: _Prepared, partial: str, started: float) -> None:
+        with self.db.write() as session:
+            user_msg = conv.require_message(session, user=user, message_id=p.user_message_id)
+            if user_msg.status == "pending":
+                user_msg.status = "complete"
+            conv.finish_message(
+                session,
+                user=user,
+                message_id=p.assistant_message_id,
+                status="interrupted",
+                content=partial,
+                latency_ms=int((time.perf_counter() - started) * 1000),
+            )
+
+
+def verdict_json_public(verdict: dict[str, Any]) -> dict[str, Any]:
+    """The verdict as the message's owner may see it: never the blocked text or self-check prompts."""
+    return {k: v for k, v in verdict.items() if k not in ("blocked_text", "model_calls")}

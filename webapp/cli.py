@@ -1,0 +1,213 @@
+"""`guardchat` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+
+from webapp.settings import Settings, get_settings
+from webapp.store import api_keys, users
+from webapp.store.engine import Database, DatabaseURLError
+from webapp.store.errors import StoreError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _db(settings: Settings) -> Database:
+    return Database(settings.resolved_database_url)
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.store.migrate import upgrade
+
+    upgrade(settings.resolved_database_url)
+    print(f"database is up to date: {settings.resolved_database_url}")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("repeat password: "):
+        raise StoreError("the passwords do not match")
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_password(args)
+    with _db(settings).write() as session:
+        user = users.create_user(session, username=args.name, password=password, role=args.role)
+        print(f"created {user.role} {user.username!r} (id {user.id})")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).read() as session:
+        for user in users.list_users(session):
+            banned = f"  banned {user.banned_at:%Y-%m-%d}" if user.banned_at else ""
+            print(f"{user.id:>5}  {user.username:<32} {user.role:<10}{banned}")
+    return 0
+
+
+def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).write() as session:
+        user = users.require_user_by_name(session, username=args.name)
+        users.set_role(session, user=user, role=args.role)
+        print(f"{user.username} is now {user.role}")
+    return 0
+
+
+def cmd_users_ban(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).write() as session:
+        user = users.require_user_by_name(session, username=args.name)
+        users.ban_user(session, user=user)
+        print(f"{user.username} is banned")
+    return 0
+
+
+def cmd_users_unban(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).write() as session:
+        user = users.require_user_by_name(session, username=args.name)
+        users.unban_user(session, user=user)
+        print(f"{user.username} is no longer banned")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).write() as session:
+        user = users.require_user_by_name(session, username=args.user)
+        key, plaintext = api_keys.create_api_key(session, user=user, name=args.name)
+    print(plaintext)
+    print(f"API key {key.prefix}… for {args.user}: shown once, store it now.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).read() as session:
+        user = users.require_user_by_name(session, username=args.user)
+        for key in api_keys.list_api_keys(session, user=user):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            print(f"{key.prefix}…  {key.name:<20} {state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    with _db(settings).write() as session:
+        user = users.require_user_by_name(session, username=args.user)
+        api_keys.revoke_api_key(session, user=user, prefix=args.prefix)
+    print(f"revoked {args.prefix}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.api.server import run_server
+
+    run_server(settings, host=args.host, port=args.port, local_model=args.local_model)
+    return 0
+
+
+def cmd_model_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.llm.local_server import serve
+
+    serve(
+        settings,
+        models=args.models or None,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        synthetic_ttft_ms=args.synthetic_ttft_ms,
+        synthetic_itl_ms=args.synthetic_itl_ms,
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from webapp.guard.evaluation import format_report, run_eval
+
+    report = run_eval([Path(p) for p in args.files], settings)
+    print(format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guardchat", description="GuardChat: guarded chat on Triton.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
+
+    us = sub.add_parser("users", help="manage accounts").add_subparsers(dest="users_command", required=True)
+    add = us.add_parser("add", help="create an account")
+    add.add_argument("name")
+    add.add_argument("--role", default="user", help="user, moderator or admin")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_users_add)
+    us.add_parser("list", help="list accounts").set_defaults(handler=cmd_users_list)
+    role = us.add_parser("set-role", help="change an account's role")
+    role.add_argument("name")
+    role.add_argument("role")
+    role.set_defaults(handler=cmd_users_set_role)
+    for name, handler in (("ban", cmd_users_ban), ("unban", cmd_users_unban)):
+        p = us.add_parser(name, help=f"{name} an account")
+        p.add_argument("name")
+        p.set_defaults(handler=handler)
+
+    ks = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    kc = ks.add_parser("create", help="create an API key (printed once)")
+    kc.add_argument("user")
+    kc.add_argument("--name", default="", help="a label for the key")
+    kc.set_defaults(handler=cmd_keys_create)
+    kl = ks.add_parser("list", help="list a user's keys")
+    kl.add_argument("user")
+    kl.set_defaults(handler=cmd_keys_list)
+    kr = ks.add_parser("revoke", help="revoke a key by its prefix")
+    kr.add_argument("user")
+    kr.add_argument("prefix")
+    kr.set_defaults(handler=cmd_keys_revoke)
+
+    serve = sub.add_parser("serve", help="run the web app")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--local-model",
+        choices=["auto", "yes", "no"],
+        default="no",
+        help="start the local Triton model server too (auto: unless GUARDCHAT_TRITON_URL is set)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    model = sub.add_parser("model", help="local model server").add_subparsers(dest="model_command", required=True)
+    ms = model.add_parser("serve", help="run a local Triton server with SmolLM2 and the synthetic model")
+    ms.add_argument("--models", nargs="*", help="models to serve (default: all production models)")
+    ms.add_argument("--http-port", type=int, default=None)
+    ms.add_argument("--grpc-port", type=int, default=None)
+    ms.add_argument("--synthetic-ttft-ms", type=float, default=300.0)
+    ms.add_argument("--synthetic-itl-ms", type=float, default=25.0)
+    ms.set_defaults(handler=cmd_model_serve)
+
+    ev = sub.add_parser("eval", help="run JSONL prompt files through the rails")
+    ev.add_argument("files", nargs="+")
+    ev.set_defaults(handler=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except (StoreError, DatabaseURLError, ValueError) as exc:
+        print(f"guardchat: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Load rails/ into NeMo Guardrails, adapted to the settings, with every rail action made fail-closed."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from nemoguardrails import LLMRails, RailsConfig
+from nemoguardrails.actions.rail_outcome import RailOutcome
+from nemoguardrails.integrations.langchain.llm_adapter import LangChainLLMAdapter
+from nemoguardrails.llm.frameworks import get_default_framework, get_framework
+from nemoguardrails.rails.llm.config import Model
+
+from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.injection import InjectionDetector
+from webapp.llm.registry import create_chat_model
+from webapp.settings import Settings
+
+ENGINE = "guardchat"
+SELF_CHECK_FLOWS = ("self check input", "self check output")
+CONTENT_SAFETY_MODEL_TYPE = "content_safety"
+CONTENT_SAFETY_INPUT_FLOW = f"content safety check input $model={CONTENT_SAFETY_MODEL_TYPE}"
+CONTENT_SAFETY_OUTPUT_FLOW = f"content safety check output $model={CONTENT_SAFETY_MODEL_TYPE}"
+# Every action a rail runs; each is wrapped so that a crash, a timeout or an unreachable model blocks.
+RAIL_ACTIONS = (
+    "check_abuse",
+    "check_jailbreak",
+    "neutralise_markup",
+    "self_check_input",
+    "self_check_output",
+    "content_safety_check_input",
+    "content_safety_check_output",
+)
+
+
+class RailsConfigError(RuntimeError):
+    """rails/ could not be loaded."""
+
+
+class GuardChatLLMAdapter(LangChainLLMAdapter):
+    """NeMo's LangChain adapter, speaking GuardChat's sampling parameter names.
+
+    NeMo's rails ask for ``max_tokens`` (e.g. 3 tokens for a self-check answer); GuardChat chat models take
+    ``max_new_tokens``.
+    """
+
+    def _prepare_call_params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = super()._prepare_call_params(stop, kwargs)
+        if "max_tokens" in params:
+            params["max_new_tokens"] = params.pop("max_tokens")
+        return params
+
+
+def describe_failure(exc: BaseException) -> str:
+    inner = getattr(exc, "inner_exception", None)
+    if isinstance(inner, BaseException):
+        exc = inner
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def fail_closed(fn: Callable[..., Any], action_name: str, timeout_s: float) -> Callable[..., Any]:
+    """Wrap a rail action: raising, timing out or not returning a RailOutcome becomes a failed BLOCK.
+
+    NeMo itself turns most action exceptions into an internal-error stop, but lets model-call failures
+    (LLMCallException) escape from generate_async, and has no per-rail timeout. Here both block the turn
+    inside the rail that failed, so the activated-rails log names it.
+    """
+
+    @functools.wraps(fn)
+    async def guarded(*args: Any, **kwargs: Any) -> RailOutcome:
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+        except TimeoutError:
+            return RailOutcome.failure(reason=f"{action_name} did not finish within {timeout_s:g} s")
+        except Exception as exc:
+            return RailOutcome.failure(reason=f"{action_name} failed: {describe_failure(exc)}")
+        if not isinstance(result, RailOutcome):
+            return RailOutcome.failure(reason=f"{action_name} returned {type(result).__name__}, not a verdict")
+        return result
+
+    return guarded
+
+
+def _register_engine(settings: Settings) -> None:
+    """`engine: guardchat` models in the rails config are built through GuardChat's chat-model registry."""
+
+    def provider(model: str, **_: Any) -> GuardChatLLMAdapter:
+        return GuardChatLLMAdapter(create_chat_model(settings, model_name=model))
+
+    framework = get_framework(get_default_framework())
+    framework.register_provider(ENGINE, provider)
+
+
+def build_config(settings: Settings) -> RailsConfig:
+    rails_dir = settings.rails_dir
+    if not (rails_dir / "config.yml").is_file():
+        raise RailsConfigError(
+            f"no rails configuration at {rails_dir.resolve()}/config.yml; set GUARDCHAT_RAILS_DIR to the "
+            "project's rails/ directory"
+        )
+    config = RailsConfig.from_path(str(rails_dir))
+    if config.colang_version != "1.0":
+        raise RailsConfigError(f"rails/ must use Colang 1.0 (activated-rails logs); got {config.colang_version}")
+
+    input_flows = list(config.rails.input.flows)
+    output_flows = list(config.rails.output.flows)
+    if not settings.self_check_rails:
+        input_flows = [f for f in input_flows if f not in SELF_CHECK_FLOWS]
+        output_flows = [f for f in output_flows if f not in SELF_CHECK_FLOWS]
+    elif settings.triton_guard_model:
+        for model_type in ("self_check_input", "self_check_output"):
+            config.models.append(Model(type=model_type, engine=ENGINE, model=settings.triton_guard_model))
+    if settings.content_safety_model:
+        config.models.append(
+            Model(type=CONTENT_SAFETY_MODEL_TYPE, engine=ENGINE, model=settings.content_safety_model)
+        )
+        input_flows.append(CONTENT_SAFETY_INPUT_FLOW)
+        output_flows.append(CONTENT_SAFETY_OUTPUT_FLOW)
+    config.rails.input.flows = input_flows
+    config.rails.output.flows = output_flows
+
+    streaming = config.rails.output.streaming
+    streaming.enabled = True
+    streaming.stream_first = False
+    streaming.chunk_size = settings.output_chunk_size
+    streaming.context_size = min(settings.output_context_size, settings.output_chunk_size - 1)
+    config.bot_messages["refuse to respond"] = [settings.refusal_input]
+    return config
+
+
+@dataclass(frozen=True)
+class LoadedRails:
+    rails: LLMRails
+    chat_model: BaseChatModel
+    abuse_classifier: ToxicityClassifier
+    input_flows: tuple[str, ...]
+    output_flows: tuple[str, ...]
+
+
+def load_rails(settings: Settings) -> LoadedRails:
+    """Build the LLMRails for these settings. Costly (parses Colang, loads the classifier): do it once."""
+    # NeMo Guardrails reports usage over the network unless told not to; GuardChat runs offline.
+    os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
+    config = build_config(settings)
+    _register_engine(settings)
+    chat_model = create_chat_model(settings)
+    rails = LLMRails(config, llm=GuardChatLLMAdapter(chat_model))
+
+    classifier = ToxicityClassifier(settings.toxicity_threshold)
+    detector = InjectionDetector(recheck=lambda text: classifier.classify(text).reason)
+    rails.register_action_param("abuse_classifier", classifier)
+    rails.register_action_param("injection_detector", detector)
+
+    dispatcher = rails.runtime.action_dispatcher
+    for name in RAIL_ACTIONS:
+        action = dispatcher.get_action(name)
+        if action is None:
+            continue  # the action's flow is not used in this configuration
+        rails.register_action(fail_closed(action, name, settings.rail_timeout_s), name=name)
+    return LoadedRails(
+        rails=rails,
+        chat_model=chat_model,
+        abuse_classifier=classifier,
+        input_flows=tuple(config.rails.input.flows),
+        output_flows=tuple(config.rails.output.flows),
+    )

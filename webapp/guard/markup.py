@@ -1,0 +1,198 @@
+"""Make dangerous markup in model replies inert, for markdown renderers (the chat UI) and API clients alike.
+
+What is neutralised, outside fenced and inline code (where renderers show text verbatim anyway):
+- raw HTML (``<script>``, ``<img onerror=…>``, ``<iframe>``…): the ``<`` is backslash-escaped, so it renders as text;
+- every markdown image (``![alt](url)``, ``![alt][ref]``): the ``[`` is escaped. A rendered image is fetched by
+  the browser without a click, which lets a prompt-injected reply exfiltrate chat data in the URL. The app
+  shows no images of its own, so no image is kept;
+- links and link definitions whose target uses a script-capable scheme (``javascript:``, ``vbscript:``,
+  ``data:``, ``file:``): the link syntax is escaped, so it renders as text.
+
+The text is escaped rather than blocked: the reply stays readable and nothing the model said is hidden
+from the user, only made inert. The transform is prefix-stable so it can run on a stream: a decision at
+one position depends only on the text before it and a bounded look-ahead, and an inline code span is held
+back until it closes, so streamed output equals the output for the whole text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+_LOOKAHEAD = 80
+_MAX_CODE_SPAN = 400
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})")
+_DANGEROUS_TARGET = re.compile(r"[ \t]{0,8}<?[ \t]{0,8}(javascript|vbscript|data|file)[ \t]{0,8}:", re.IGNORECASE)
+_LINK_DEFINITION = re.compile(r"\[[^\]\n]{1,40}\]:")
+_TAG_START = re.compile(r"[A-Za-z/!?]")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+_KIND_LABELS = {
+    "html": "HTML tag",
+    "image": "markdown image",
+    "link": "script link",
+}
+
+
+@dataclass(frozen=True)
+class MarkupReport:
+    text: str
+    findings: dict[str, int]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.findings)
+
+
+def describe(findings: dict[str, int]) -> str:
+    """'made inert: 2 HTML tags, 1 markdown image'."""
+    parts = []
+    for kind, count in sorted(findings.items()):
+        label = _KIND_LABELS.get(kind, kind)
+        parts.append(f"{count} {label}{'' if count == 1 else 's'}")
+    return "made inert: " + ", ".join(parts)
+
+
+class MarkupNeutraliser:
+    """Feed raw model text as it streams; get back the neutralised text that is safe to show so far."""
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._pos = 0
+        self._fence: str | None = None  # the opening fence run while inside a fenced code block
+        self.findings: Counter[str] = Counter()
+
+    def feed(self, text: str) -> str:
+        self._raw += text
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        return self._advance(final=True)
+
+    def _escaped(self, index: int) -> bool:
+        backslashes = 0
+        while index - backslashes - 1 >= 0 and self._raw[index - backslashes - 1] == "\\":
+            backslashes += 1
+        return backslashes % 2 == 1
+
+    def _decidable(self, i: int, lookahead: int, *, final: bool) -> bool:
+        """Whether ``lookahead`` characters after ``i`` are known (patterns never cross a line end)."""
+        raw = self._raw
+        return final or len(raw) - i > lookahead or "\n" in raw[i : i + lookahead + 1]
+
+    def _advance(self, *, final: bool) -> str:
+        raw = self._raw
+        out: list[str] = []
+        i = self._pos
+        while i < len(raw):
+            at_line_start = i == 0 or raw[i - 1] == "\n"
+            if self._fence is not None:
+                if at_line_start:
+                    if not self._decidable(i, _LOOKAHEAD, final=final):
+                        break
+                    if self._closes_fence(i):
+                        self._fence = None
+                # Verbatim to the end of the line: the next decision is at the next line start.
+                end = raw.find("\n", i)
+                end = len(raw) if end == -1 else end + 1
+                out.append(raw[i:end])
+                i = end
+                continue
+            if at_line_start:
+                if not self._decidable(i, 8, final=final):
+                    break
+                fence = _FENCE_OPEN.match(raw, i)
+                if fence:
+                    self._fence = fence.group(1)
+                    end = raw.find("\n", i)
+                    end = len(raw) if end == -1 else end + 1
+                    out.append(raw[i:end])
+                    i = end
+                    continue
+                if raw[i] == "[":
+                    if not self._decidable(i, _LOOKAHEAD, final=final):
+                        break
+                    if _LINK_DEFINITION.match(raw, i):
+                        target_at = raw.index("]:", i) + 2
+                        if _DANGEROUS_TARGET.match(raw, target_at):
+                            self.findings["link"] += 1
+                            out.append("\\")
+            char = raw[i]
+            if char == "`" and not self._escaped(i):
+                span_end = self._code_span_end(i, final=final)
+                if span_end is None:
+                    break  # an unclosed code span: hold it back until it closes or cannot be one
+                if span_end == i:  # never closes: the backticks are literal text
+                    span_end = i
+                    while span_end < len(raw) and raw[span_end] == "`":
+                        span_end += 1
+                out.append(raw[i:span_end])
+                i = span_end
+                continue
+            if char in "<!]" and not self._decidable(i, 1, final=final):
+                break
+            if char == "<" and not self._escaped(i) and _TAG_START.match(raw, i + 1):
+                self.findings["html"] += 1
+                out.append("\\<")
+            elif char == "!" and raw.startswith("[", i + 1) and not self._escaped(i):
+                self.findings["image"] += 1
+                out.append("!\\[")
+                i += 2
+                continue
+            elif char == "]" and raw.startswith("(", i + 1) and not self._escaped(i):
+                if not self._decidable(i, 32, final=final):
+                    break
+                if _DANGEROUS_TARGET.match(raw, i + 2):
+                    self.findings["link"] += 1
+                    out.append("]\\(")
+                else:
+                    out.append("](")
+                i += 2
+                continue
+            else:
+                out.append(char)
+            i += 1
+        self._pos = i
+        return "".join(out)
+
+    def _closes_fence(self, i: int) -> bool:
+        assert self._fence is not None
+        match = re.compile(r" {0,3}(" + re.escape(self._fence[0]) + r"{%d,})[ \t]*(\n|$)" % len(self._fence))
+        return match.match(self._raw, i) is not None
+
+    def _code_span_end(self, i: int, *, final: bool) -> int | None:
+        """End of the inline code span opening at ``i``; ``i`` if the run is literal; None if undecided yet."""
+        raw = self._raw
+        run_end = i
+        while run_end < len(raw) and raw[run_end] == "`":
+            run_end += 1
+        if run_end == len(raw) and not final:
+            return None
+        opener = raw[i:run_end]
+        search = run_end
+        horizon = raw[run_end : run_end + _MAX_CODE_SPAN]
+        paragraph = _PARAGRAPH_BREAK.search(horizon)
+        stop = run_end + (paragraph.start() if paragraph else len(horizon))
+        while True:
+            found = raw.find(opener, search, stop)
+            if found == -1:
+                break
+            close_end = found + len(opener)
+            while close_end < len(raw) and raw[close_end] == "`":
+                close_end += 1
+            if close_end - found == len(opener):
+                if close_end == len(raw) and not final:
+                    return None  # the closing run might still grow
+                return close_end
+            search = close_end
+        if final or paragraph is not None or len(horizon) >= _MAX_CODE_SPAN:
+            return i  # never closes: the backticks are literal text
+        return None
+
+
+def neutralise(text: str) -> MarkupReport:
+    """Neutralise a whole text at once (same result as streaming it through MarkupNeutraliser)."""
+    neutraliser = MarkupNeutraliser()
+    safe = neutraliser.feed(text) + neutraliser.finish()
+    return MarkupReport(text=safe, findings=dict(neutraliser.findings))

@@ -1,0 +1,407 @@
+"""Async Triton client for chat models, whatever interface (dialect) the model is deployed with.
+
+One client object serves one model and keeps one connection per event loop; after Triton becomes
+unreachable the connection is dropped and rebuilt on the next call, so a restarted server is picked
+up without restarting the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import grpc
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+from webapp.llm.dialects import ModelInterface, RequestTensor, detect_interface
+from webapp.llm.errors import (
+    LLMError,
+    ModelNotReadyError,
+    ModelServerError,
+    TritonTimeoutError,
+    TritonUnavailableError,
+)
+from webapp.llm.params import GenerationParams
+from webapp.llm.streaming import CumulativeToDelta, EchoStripper, InBandErrorCheck, StopScanner
+from webapp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TritonProtocol = Literal["grpc", "http"]
+
+
+class _Transport(Protocol):
+    """What the client needs from one protocol's tritonclient."""
+
+    async def live(self, timeout: float) -> bool: ...
+    async def model_ready(self, model: str, timeout: float) -> bool: ...
+    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]: ...
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str: ...
+    def stream(
+        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
+    ) -> AsyncIterator[str]: ...
+    async def close(self) -> None: ...
+
+
+def _text(array: np.ndarray | None) -> str | None:
+    if array is None or array.size == 0:
+        return None
+    item = array.ravel()[0]
+    return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+
+
+class _GrpcTransport:
+    def __init__(self, url: str) -> None:
+        import tritonclient.grpc.aio as grpcclient
+
+        self._mod = grpcclient
+        self._client = grpcclient.InferenceServerClient(url=url)
+
+    def _inputs(self, tensors: list[RequestTensor]) -> list[Any]:
+        inputs = []
+        for tensor in tensors:
+            item = self._mod.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+            item.set_data_from_numpy(tensor.array)
+            inputs.append(item)
+        return inputs
+
+    async def live(self, timeout: float) -> bool:
+        return bool(await self._client.is_server_live(client_timeout=timeout))
+
+    async def model_ready(self, model: str, timeout: float) -> bool:
+        return bool(await self._client.is_model_ready(model, client_timeout=timeout))
+
+    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        metadata = await self._client.get_model_metadata(model, as_json=True, client_timeout=timeout)
+        config = await self._client.get_model_config(model, as_json=True, client_timeout=timeout)
+        return metadata, config
+
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str:
+        result = await self._client.infer(
+            model,
+            self._inputs(tensors),
+            outputs=[self._mod.InferRequestedOutput(output)],
+            request_id=uuid.uuid4().hex,
+            client_timeout=timeout,
+        )
+        return _text(result.as_numpy(output)) or ""
+
+    async def stream(
+        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
+    ) -> AsyncIterator[str]:
+        request = {
+            "model_name": model,
+            "inputs": self._inputs(tensors),
+            "outputs": [self._mod.InferRequestedOutput(output)],
+            "request_id": uuid.uuid4().hex,
+        }
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield request
+
+        responses = self._client.stream_infer(requests())
+        try:
+            while True:
+                try:
+                    result, error = await asyncio.wait_for(anext(responses), idle_timeout)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise TritonTimeoutError(
+                        f"Model {model!r} sent nothing for {idle_timeout:g}s (idle timeout); the server may be "
+                        "overloaded. Try again, or raise GUARDCHAT_TRITON_IDLE_TIMEOUT_S."
+                    ) from None
+                if error is not None:
+                    raise error
+                text = _text(result.as_numpy(output))
+                if text is not None:
+                    yield text
+        finally:
+            # Ends the call on the server too: Triton cancels the request when its stream is cancelled.
+            responses.cancel()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class _HttpTransport:
+    def __init__(self, url: str, request_timeout: float) -> None:
+        import tritonclient.http.aio as httpclient
+
+        self._mod = httpclient
+        self._client = httpclient.InferenceServerClient(url=url, conn_timeout=request_timeout)
+
+    async def live(self, timeout: float) -> bool:
+        return bool(await asyncio.wait_for(self._client.is_server_live(), timeout))
+
+    async def model_ready(self, model: str, timeout: float) -> bool:
+        return bool(await asyncio.wait_for(self._client.is_model_ready(model), timeout))
+
+    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        metadata = await asyncio.wait_for(self._client.get_model_metadata(model), timeout)
+        config = await asyncio.wait_for(self._client.get_model_config(model), timeout)
+        return metadata, config
+
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str:
+        inputs = []
+        for tensor in tensors:
+            item = self._mod.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+            item.set_data_from_numpy(tensor.array)
+            inputs.append(item)
+        result = await asyncio.wait_for(
+            self._client.infer(
+                model, inputs, outputs=[self._mod.InferRequestedOutput(output)], request_id=uuid.uuid4().hex
+            ),
+            timeout,
+        )
+        return _text(result.as_numpy(output)) or ""
+
+    def stream(
+        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
+    ) -> AsyncIterator[str]:
+        raise ModelNotReadyError(
+            f"Model {model!r} streams its replies (a decoupled model), which Triton serves over gRPC only. "
+            "Set GUARDCHAT_TRITON_PROTOCOL=grpc and GUARDCHAT_TRITON_URL to the gRPC port."
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+_UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE.name}
+_NOT_READY_HINTS = ("unknown model", "not found", "is not ready", "not ready", "unavailable model")
+
+
+@dataclass
+class _Connection:
+    transport: _Transport
+    interface: ModelInterface | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class TritonChatClient:
+    """Streams chat completions from one Triton model.
+
+    ``stream`` yields text deltas with stop strings cut off; ``generate`` returns the whole reply.
+    Failures raise the typed errors of ``webapp.llm.errors``.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        model_name: str,
+        protocol: TritonProtocol = "grpc",
+        connect_timeout_s: float = 5.0,
+        idle_timeout_s: float = 30.0,
+        request_timeout_s: float = 300.0,
+    ) -> None:
+        if protocol not in ("grpc", "http"):
+            raise ValueError(f"unknown Triton protocol {protocol!r}; expected 'grpc' or 'http'")
+        self.url = url
+        self.model_name = model_name
+        self.protocol = protocol
+        self.connect_timeout_s = connect_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.request_timeout_s = request_timeout_s
+        # gRPC aio channels belong to the event loop that made them (sync callers run their own loop).
+        self._connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_name: str | None = None) -> TritonChatClient:
+        return cls(
+            url=settings.triton_url,
+            model_name=model_name or settings.triton_model,
+            protocol=settings.triton_protocol,
+            connect_timeout_s=settings.triton_connect_timeout_s,
+            idle_timeout_s=settings.triton_idle_timeout_s,
+            request_timeout_s=settings.triton_request_timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"TritonChatClient(url={self.url!r}, model={self.model_name!r}, protocol={self.protocol!r})"
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _connection(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        connection = self._connections.get(loop)
+        if connection is None:
+            transport: _Transport = (
+                _GrpcTransport(self.url)
+                if self.protocol == "grpc"
+                else _HttpTransport(self.url, self.request_timeout_s)
+            )
+            connection = self._connections[loop] = _Connection(transport)
+        return connection
+
+    async def _forget(self, connection: _Connection) -> None:
+        """Drop a connection that failed, so the next call builds a fresh channel."""
+        loop = asyncio.get_running_loop()
+        if self._connections.get(loop) is connection:
+            del self._connections[loop]
+        with contextlib.suppress(Exception):
+            await connection.transport.close()
+
+    def _translate(self, exc: BaseException, *, phase: str) -> LLMError:
+        if isinstance(exc, LLMError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return TritonTimeoutError(
+                f"Triton at {self.url} did not answer in time while {phase} for model {self.model_name!r}. "
+                "It may be overloaded or unreachable; try again shortly."
+            )
+        status, message = "", str(exc)
+        if isinstance(exc, grpc.aio.AioRpcError):
+            status, message = exc.code().name, exc.details() or ""
+        elif isinstance(exc, InferenceServerException):
+            status, message = (exc.status() or "").removeprefix("StatusCode."), exc.message() or ""
+        elif isinstance(exc, OSError) or type(exc).__module__.startswith("aiohttp"):
+            status = "UNAVAILABLE"
+        lowered = message.lower()
+        if status == "DEADLINE_EXCEEDED":
+            return TritonTimeoutError(
+                f"Triton at {self.url} did not answer in time while {phase} for model {self.model_name!r}."
+            )
+        if any(hint in lowered for hint in _NOT_READY_HINTS) and "failed to connect" not in lowered:
+            return ModelNotReadyError(
+                f"Model {self.model_name!r} is not available on Triton at {self.url} ({message.strip()}). "
+                "Check GUARDCHAT_TRITON_MODEL and that the model has finished loading."
+            )
+        if status in _UNAVAILABLE_CODES or status == "UNAVAILABLE":
+            return TritonUnavailableError(
+                f"Triton at {self.url} ({self.protocol}) is unreachable: {message.strip() or type(exc).__name__}. "
+                "Start it (`guardchat model serve` for the local model) or fix GUARDCHAT_TRITON_URL."
+            )
+        return ModelServerError(
+            f"Triton rejected the request to model {self.model_name!r} while {phase}: {message.strip()}"
+        )
+
+    async def _failed(self, connection: _Connection, exc: BaseException, *, phase: str) -> LLMError:
+        error = self._translate(exc, phase=phase)
+        if isinstance(error, TritonUnavailableError):
+            await self._forget(connection)
+        elif isinstance(error, ModelNotReadyError):
+            connection.interface = None  # the model may come back with another config
+        return error
+
+    async def interface(self) -> ModelInterface:
+        """The served model's interface, read from its metadata and config once per connection."""
+        connection = self._connection()
+        if connection.interface is not None:
+            return connection.interface
+        async with connection.lock:
+            if connection.interface is None:
+                try:
+                    metadata, config = await connection.transport.describe(
+                        self.model_name, self.connect_timeout_s
+                    )
+                    connection.interface = detect_interface(self.model_name, metadata, config)
+                except Exception as exc:
+                    raise await self._failed(connection, exc, phase="reading the model's metadata") from exc
+                log.info(
+                    "model %s on %s: %s interface, decoupled=%s",
+                    self.model_name,
+                    self.url,
+                    connection.interface.dialect.value,
+                    connection.interface.decoupled,
+                )
+        return connection.interface
+
+    # --- public API ------------------------------------------------------------------------
+
+    async def is_ready(self) -> bool:
+        """Server live and model ready. Never raises."""
+        try:
+            connection = self._connection()
+        except Exception:
+            return False
+        try:
+            return await connection.transport.live(self.connect_timeout_s) and await connection.transport.model_ready(
+                self.model_name, self.connect_timeout_s
+            )
+        except Exception as exc:
+            await self._failed(connection, exc, phase="checking readiness")
+            return False
+
+    async def stream(
+        self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()
+    ) -> AsyncIterator[str]:
+        """Yield the reply as text deltas, ending before the first stop string."""
+        interface = await self.interface()
+        connection = self._connection()
+        stop_scanner = StopScanner(stop)
+        cumulative = CumulativeToDelta() if interface.decoupled and interface.dialect.cumulative else None
+        echo = EchoStripper(prompt) if interface.may_echo_prompt else None
+        in_band = InBandErrorCheck(self.model_name) if interface.dialect.cumulative else None
+
+        def clean(chunk: str) -> str:
+            text = cumulative.feed(chunk) if cumulative else chunk
+            if echo:
+                text = echo.feed(text)
+            if in_band:
+                text = in_band.feed(text)
+            return stop_scanner.feed(text)
+
+        def settle() -> str:
+            text = cumulative.flush() if cumulative else ""
+            if echo:
+                text = echo.feed(text) + echo.flush()
+            if in_band:
+                text = in_band.feed(text) + in_band.flush()
+            return stop_scanner.feed(text) + stop_scanner.flush()
+
+        tensors = interface.request(prompt, params, stop, streaming=interface.decoupled)
+        if not interface.decoupled:
+            try:
+                reply = await connection.transport.infer(
+                    self.model_name, tensors, interface.output_name, self.request_timeout_s
+                )
+            except Exception as exc:
+                raise await self._failed(connection, exc, phase="generating a reply") from exc
+            text = clean(reply) + settle()
+            if text:
+                yield text
+            return
+
+        chunks = connection.transport.stream(self.model_name, tensors, interface.output_name, self.idle_timeout_s)
+        try:
+            try:
+                async for chunk in chunks:
+                    delta = clean(chunk)
+                    if delta:
+                        yield delta
+                    if stop_scanner.stopped:
+                        return
+            except (LLMError, GeneratorExit, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise await self._failed(connection, exc, phase="streaming a reply") from exc
+            tail = settle()
+            if tail:
+                yield tail
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def generate(self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()) -> str:
+        """The whole reply, ending before the first stop string."""
+        parts = [delta async for delta in self.stream(prompt, params, stop)]
+        return "".join(parts)
+
+    async def close(self) -> None:
+        """Close this event loop's connection (others close with their loops)."""
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            connection = self._connections.pop(loop, None)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.transport.close()

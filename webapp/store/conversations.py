@@ -1,0 +1,232 @@
+"""Conversations and their messages, always scoped to the acting user.
+
+Another user's conversation id behaves exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from webapp.store.errors import InvalidInputError, NotFoundError
+from webapp.store.models import MESSAGE_ROLES, MESSAGE_STATUSES, Conversation, Message, User, utcnow
+
+MAX_TITLE_CHARS = 200
+NOT_FOUND = "conversation not found"
+
+
+def _title(title: str) -> str:
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise InvalidInputError("title must not be empty")
+    if len(cleaned) > MAX_TITLE_CHARS:
+        raise InvalidInputError(f"title is {len(cleaned)} characters; the limit is {MAX_TITLE_CHARS}")
+    return cleaned
+
+
+def _owned(user: User) -> Any:
+    return select(Conversation).where(Conversation.owner_id == user.id, Conversation.deleted_at.is_(None))
+
+
+def create_conversation(
+    session: Session,
+    *,
+    user: User,
+    title: str = "New chat",
+    system_prompt: str = "",
+    sampling: dict[str, Any] | None = None,
+) -> Conversation:
+    conversation = Conversation(
+        owner_id=user.id, title=_title(title), system_prompt=system_prompt, sampling=dict(sampling or {})
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def list_conversations(
+    session: Session, *, user: User, search: str = "", limit: int = 100
+) -> list[Conversation]:
+    """The user's conversations, newest activity first; ``search`` matches titles and message text."""
+    stmt = _owned(user).order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
+    if search.strip():
+        pattern = f"%{search.strip()}%"
+        in_messages = exists().where(
+            Message.conversation_id == Conversation.id, Message.content.ilike(pattern)
+        )
+        stmt = stmt.where(Conversation.title.ilike(pattern) | in_messages)
+    return list(session.scalars(stmt))
+
+
+def get_conversation(
+    session: Session, *, user: User, conversation_id: int, for_update: bool = False
+) -> Conversation | None:
+    stmt = _owned(user).where(Conversation.id == conversation_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def require_conversation(
+    session: Session, *, user: User, conversation_id: int, for_update: bool = False
+) -> Conversation:
+    conversation = get_conversation(
+        session, user=user, conversation_id=conversation_id, for_update=for_update
+    )
+    if conversation is None:
+        raise NotFoundError(NOT_FOUND)
+    return conversation
+
+
+def rename_conversation(session: Session, *, user: User, conversation_id: int, title: str) -> Conversation:
+    conversation = require_conversation(session, user=user, conversation_id=conversation_id)
+    conversation.title = _title(title)
+    return conversation
+
+
+def delete_conversation(session: Session, *, user: User, conversation_id: int) -> None:
+    """Soft delete: hidden from the owner, kept for moderators and flags."""
+    conversation = require_conversation(session, user=user, conversation_id=conversation_id)
+    conversation.deleted_at = utcnow()
+
+
+def update_conversation_settings(
+    session: Session,
+    *,
+    user: User,
+    conversation_id: int,
+    system_prompt: str | None = None,
+    sampling: dict[str, Any] | None = None,
+) -> Conversation:
+    conversation = require_conversation(session, user=user, conversation_id=conversation_id)
+    if system_prompt is not None:
+        conversation.system_prompt = system_prompt
+    if sampling is not None:
+        conversation.sampling = dict(sampling)
+    return conversation
+
+
+def list_messages(session: Session, *, user: User, conversation_id: int) -> list[Message]:
+    require_conversation(session, user=user, conversation_id=conversation_id)
+    stmt = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.seq > 0)
+        .order_by(Message.seq)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_message(session: Session, *, user: User, message_id: int) -> Message | None:
+    stmt = (
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.id == message_id,
+            Conversation.owner_id == user.id,
+            Conversation.deleted_at.is_(None),
+        )
+    )
+    return session.scalar(stmt)
+
+
+def require_message(session: Session, *, user: User, message_id: int) -> Message:
+    message = get_message(session, user=user, message_id=message_id)
+    if message is None:
+        raise NotFoundError("message not found")
+    return message
+
+
+def append_message(
+    session: Session,
+    *,
+    user: User,
+    conversation_id: int,
+    role: str,
+    content: str,
+    status: str = "complete",
+    verdict: dict[str, Any] | None = None,
+    tokens_in: int | None = None,
+) -> Message:
+    if role not in MESSAGE_ROLES:
+        raise InvalidInputError(f"unknown message role {role!r}; expected one of: {', '.join(MESSAGE_ROLES)}")
+    if status not in MESSAGE_STATUSES:
+        raise InvalidInputError(f"unknown message status {status!r}")
+    # Row lock on PostgreSQL so two processes appending to one conversation get distinct seq numbers;
+    # SQLite's BEGIN IMMEDIATE already serialises writers.
+    conversation = require_conversation(session, user=user, conversation_id=conversation_id, for_update=True)
+    last = session.scalar(
+        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id, Message.seq > 0)
+    )
+    message = Message(
+        conversation_id=conversation_id,
+        seq=(last or 0) + 1,
+        role=role,
+        content=content,
+        status=status,
+        verdict=verdict,
+        tokens_in=tokens_in,
+    )
+    session.add(message)
+    conversation.updated_at = utcnow()
+    session.flush()
+    return message
+
+
+def finish_message(
+    session: Session,
+    *,
+    user: User,
+    message_id: int,
+    status: str,
+    content: str | None = None,
+    verdict: dict[str, Any] | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    latency_ms: int | None = None,
+) -> Message:
+    if status not in MESSAGE_STATUSES:
+        raise InvalidInputError(f"unknown message status {status!r}")
+    message = require_message(session, user=user, message_id=message_id)
+    message.status = status
+    if content is not None:
+        message.content = content
+    if verdict is not None:
+        message.verdict = verdict
+    if tokens_in is not None:
+        message.tokens_in = tokens_in
+    if tokens_out is not None:
+        message.tokens_out = tokens_out
+    if latency_ms is not None:
+        message.latency_ms = latency_ms
+    return message
+
+
+def remove_messages_from(session: Session, *, user: User, conversation_id: int, seq: int) -> list[Message]:
+    """Take messages with ``seq`` >= the given one out of the conversation (regenerate, edit-and-resend).
+
+    Nothing is deleted: flags and moderators may still need them, so they move to a hidden negative
+    sequence number that the owner's history never shows.
+    """
+    require_conversation(session, user=user, conversation_id=conversation_id, for_update=True)
+    stmt = select(Message).where(Message.conversation_id == conversation_id, Message.seq >= seq)
+    removed = list(session.scalars(stmt.order_by(Message.seq)))
+    for message in removed:
+        message.seq = -message.id
+    session.flush()
+    return removed
+
+
+def interrupt_streaming_messages(session: Session, *, conversation_ids: Sequence[int] | None = None) -> int:
+    """Mark messages left `streaming`/`pending` by a dead process as `interrupted` (startup recovery)."""
+    stmt = (
+        update(Message)
+        .where(Message.status.in_(("streaming", "pending")))
+        .values(status="interrupted")
+        .execution_options(synchronize_session=False)
+    )
+    if conversation_ids is not None:
+        stmt = stmt.where(Message.conversation_id.in_(list(conversation_ids)))
+    return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
