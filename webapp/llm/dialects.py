@@ -95,7 +95,8 @@ class ModelInterface:
         for name, spec in self.inputs.items():
             if spec.datatype == "BOOL" and name.startswith("output_") and name not in values:
                 values[name] = [False]  # e.g. NeMo 2.x output_generation_logits: required, and we want none
-        return [self._tensor(self.inputs[name], value) for name, value in values.items() if name in self.inputs]
+        declared = [name for name in values if name in self.inputs]
+        return [self._tensor(self.inputs[name], values[name]) for name in declared]
 
     def _tensor(self, spec: TensorSpec, values: list[Any]) -> RequestTensor:
         variable = [i for i, dim in enumerate(spec.dims) if dim < 0]
@@ -130,7 +131,11 @@ def _dialect_values(
     if dialect is Dialect.NEMO_23_10:
         return {"prompts": [prompt], "max_output_token": [params.max_new_tokens], **sampling}
     if dialect is Dialect.NEMO:
-        values = {"prompts": [prompt], "max_output_len": [params.max_new_tokens], **sampling}
+        values: dict[str, list[Any]] = {
+            "prompts": [prompt],
+            "max_output_len": [params.max_new_tokens],
+            **sampling,
+        }
         if stop:
             values["stop_words_list"] = stop[:1]  # one stop word per batch row; the rest are cut client-side
         return values
@@ -162,7 +167,9 @@ def _dialect_values(
 
 _FILLABLE: dict[Dialect, frozenset[str]] = {
     Dialect.NEMO_23_10: frozenset({"prompts", "max_output_token", "top_k", "top_p", "temperature"}),
-    Dialect.NEMO: frozenset({"prompts", "max_output_len", "top_k", "top_p", "temperature", "stop_words_list"}),
+    Dialect.NEMO: frozenset(
+        {"prompts", "max_output_len", "top_k", "top_p", "temperature", "stop_words_list"}
+    ),
     Dialect.TRTLLM: frozenset(
         {"text_input", "max_tokens", "stream", "exclude_input_in_output", "top_k", "top_p", "temperature",
          "stop_words"}
@@ -186,7 +193,9 @@ def _pick_dialect(model_name: str, names: set[str]) -> Dialect:
     )
 
 
-def detect_interface(model_name: str, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInterface:
+def detect_interface(
+    model_name: str, metadata: Mapping[str, Any], config: Mapping[str, Any]
+) -> ModelInterface:
     """Recognise the model's interface from Triton model metadata and model config (JSON forms)."""
     config = config.get("config", config)  # gRPC wraps the config; HTTP does not
     max_batch_size = int(config.get("max_batch_size", 0) or 0)
@@ -199,7 +208,8 @@ def detect_interface(model_name: str, metadata: Mapping[str, Any], config: Mappi
             raise UnsupportedModelError(
                 f"Model {model_name!r} input {item['name']!r} has unsupported datatype {item['datatype']}"
             )
-        inputs[item["name"]] = TensorSpec(item["name"], item["datatype"], dims, optional.get(item["name"], False))
+        name = item["name"]
+        inputs[name] = TensorSpec(name, item["datatype"], dims, optional.get(name, False))
     dialect = _pick_dialect(model_name, set(inputs))
     unfillable = sorted(
         spec.name

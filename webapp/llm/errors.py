@@ -31,6 +31,6 @@ class PromptTooLongError(LLMError):
         self.max_input_tokens = max_input_tokens
         self.excess_tokens = prompt_tokens - max_input_tokens
         super().__init__(
-            f"The message is too long by {self.excess_tokens} tokens: the prompt needs {prompt_tokens} tokens "
-            f"but the input limit is {max_input_tokens}. Shorten the message (or the system prompt)."
+            f"The message is too long by {self.excess_tokens} tokens: the prompt needs {prompt_tokens} "
+            f"tokens but the input limit is {max_input_tokens}. Shorten the message (or the system prompt)."
         )

@@ -137,7 +137,9 @@ def fit_to_budget(
     Raises PromptTooLongError when the system prompt plus the newest turn alone do not fit.
     """
     if max_input_tokens >= context_tokens:
-        raise ValueError(f"max_input_tokens ({max_input_tokens}) must be below context_tokens ({context_tokens})")
+        raise ValueError(
+            f"max_input_tokens ({max_input_tokens}) must be below context_tokens ({context_tokens})"
+        )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
 

@@ -55,7 +55,8 @@ class TokenizerJsonCounter:
             raise TokenizerUnavailableError("the `tokenizers` package is not installed") from exc
         if not path.is_file():
             raise TokenizerUnavailableError(
-                f"GUARDCHAT_TOKENIZER_PATH={str(path)!r} is not a file; point it at the model's tokenizer.json"
+                f"GUARDCHAT_TOKENIZER_PATH={str(path)!r} is not a file; "
+                "point it at the model's tokenizer.json"
             )
         try:
             self._tokenizer = Tokenizer.from_file(str(path))
@@ -74,7 +75,9 @@ class GGUFTokenCounter:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise TokenizerUnavailableError("llama-cpp-python is not installed (pip install '.[local]')") from exc
+            raise TokenizerUnavailableError(
+                "llama-cpp-python is not installed (pip install '.[local]')"
+            ) from exc
         self._llama: Any = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
         self._lock = threading.Lock()
         self.name = f"gguf:{gguf_path.name}"

@@ -40,10 +40,10 @@ TritonProtocol = Literal["grpc", "http"]
 class _Transport(Protocol):
     """What the client needs from one protocol's tritonclient."""
 
-    async def live(self, timeout: float) -> bool: ...
-    async def model_ready(self, model: str, timeout: float) -> bool: ...
-    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]: ...
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str: ...
+    async def live(self) -> bool: ...
+    async def model_ready(self, model: str) -> bool: ...
+    async def describe(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]: ...
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str: ...
     def stream(
         self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
     ) -> AsyncIterator[str]: ...
@@ -58,11 +58,13 @@ def _text(array: np.ndarray | None) -> str | None:
 
 
 class _GrpcTransport:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, request_timeout_s: float) -> None:
         import tritonclient.grpc.aio as grpcclient
 
         self._mod = grpcclient
         self._client = grpcclient.InferenceServerClient(url=url)
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
 
     def _inputs(self, tensors: list[RequestTensor]) -> list[Any]:
         inputs = []
@@ -72,24 +74,25 @@ class _GrpcTransport:
             inputs.append(item)
         return inputs
 
-    async def live(self, timeout: float) -> bool:
-        return bool(await self._client.is_server_live(client_timeout=timeout))
+    async def live(self) -> bool:
+        return bool(await self._client.is_server_live(client_timeout=self._connect_timeout_s))
 
-    async def model_ready(self, model: str, timeout: float) -> bool:
-        return bool(await self._client.is_model_ready(model, client_timeout=timeout))
+    async def model_ready(self, model: str) -> bool:
+        return bool(await self._client.is_model_ready(model, client_timeout=self._connect_timeout_s))
 
-    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata = await self._client.get_model_metadata(model, as_json=True, client_timeout=timeout)
-        config = await self._client.get_model_config(model, as_json=True, client_timeout=timeout)
+    async def describe(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        limit = self._connect_timeout_s
+        metadata = await self._client.get_model_metadata(model, as_json=True, client_timeout=limit)
+        config = await self._client.get_model_config(model, as_json=True, client_timeout=limit)
         return metadata, config
 
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str:
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str:
         result = await self._client.infer(
             model,
             self._inputs(tensors),
             outputs=[self._mod.InferRequestedOutput(output)],
             request_id=uuid.uuid4().hex,
-            client_timeout=timeout,
+            client_timeout=self._request_timeout_s,
         )
         return _text(result.as_numpy(output)) or ""
 
@@ -115,8 +118,8 @@ class _GrpcTransport:
                     return
                 except TimeoutError:
                     raise TritonTimeoutError(
-                        f"Model {model!r} sent nothing for {idle_timeout:g}s (idle timeout); the server may be "
-                        "overloaded. Try again, or raise GUARDCHAT_TRITON_IDLE_TIMEOUT_S."
+                        f"Model {model!r} sent nothing for {idle_timeout:g}s (idle timeout); "
+                        "the server may be overloaded. Try again, or raise GUARDCHAT_TRITON_IDLE_TIMEOUT_S."
                     ) from None
                 if error is not None:
                     raise error
@@ -132,24 +135,27 @@ class _GrpcTransport:
 
 
 class _HttpTransport:
-    def __init__(self, url: str, request_timeout: float) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, request_timeout_s: float) -> None:
         import tritonclient.http.aio as httpclient
 
         self._mod = httpclient
-        self._client = httpclient.InferenceServerClient(url=url, conn_timeout=request_timeout)
+        self._client = httpclient.InferenceServerClient(url=url, conn_timeout=request_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
 
-    async def live(self, timeout: float) -> bool:
-        return bool(await asyncio.wait_for(self._client.is_server_live(), timeout))
+    async def live(self) -> bool:
+        return bool(await asyncio.wait_for(self._client.is_server_live(), self._connect_timeout_s))
 
-    async def model_ready(self, model: str, timeout: float) -> bool:
-        return bool(await asyncio.wait_for(self._client.is_model_ready(model), timeout))
+    async def model_ready(self, model: str) -> bool:
+        return bool(await asyncio.wait_for(self._client.is_model_ready(model), self._connect_timeout_s))
 
-    async def describe(self, model: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata = await asyncio.wait_for(self._client.get_model_metadata(model), timeout)
-        config = await asyncio.wait_for(self._client.get_model_config(model), timeout)
+    async def describe(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        limit = self._connect_timeout_s
+        metadata = await asyncio.wait_for(self._client.get_model_metadata(model), limit)
+        config = await asyncio.wait_for(self._client.get_model_config(model), limit)
         return metadata, config
 
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str, timeout: float) -> str:
+    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str:
         inputs = []
         for tensor in tensors:
             item = self._mod.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
@@ -159,7 +165,7 @@ class _HttpTransport:
             self._client.infer(
                 model, inputs, outputs=[self._mod.InferRequestedOutput(output)], request_id=uuid.uuid4().hex
             ),
-            timeout,
+            self._request_timeout_s,
         )
         return _text(result.as_numpy(output)) or ""
 
@@ -236,11 +242,8 @@ class TritonChatClient:
         loop = asyncio.get_running_loop()
         connection = self._connections.get(loop)
         if connection is None:
-            transport: _Transport = (
-                _GrpcTransport(self.url)
-                if self.protocol == "grpc"
-                else _HttpTransport(self.url, self.request_timeout_s)
-            )
+            kind = _GrpcTransport if self.protocol == "grpc" else _HttpTransport
+            transport: _Transport = kind(self.url, self.connect_timeout_s, self.request_timeout_s)
             connection = self._connections[loop] = _Connection(transport)
         return connection
 
@@ -279,7 +282,8 @@ class TritonChatClient:
             )
         if status in _UNAVAILABLE_CODES or status == "UNAVAILABLE":
             return TritonUnavailableError(
-                f"Triton at {self.url} ({self.protocol}) is unreachable: {message.strip() or type(exc).__name__}. "
+                f"Triton at {self.url} ({self.protocol}) is unreachable: "
+                f"{message.strip() or type(exc).__name__}. "
                 "Start it (`guardchat model serve` for the local model) or fix GUARDCHAT_TRITON_URL."
             )
         return ModelServerError(
@@ -302,9 +306,7 @@ class TritonChatClient:
         async with connection.lock:
             if connection.interface is None:
                 try:
-                    metadata, config = await connection.transport.describe(
-                        self.model_name, self.connect_timeout_s
-                    )
+                    metadata, config = await connection.transport.describe(self.model_name)
                     connection.interface = detect_interface(self.model_name, metadata, config)
                 except Exception as exc:
                     raise await self._failed(connection, exc, phase="reading the model's metadata") from exc
@@ -326,9 +328,8 @@ class TritonChatClient:
         except Exception:
             return False
         try:
-            return await connection.transport.live(self.connect_timeout_s) and await connection.transport.model_ready(
-                self.model_name, self.connect_timeout_s
-            )
+            transport = connection.transport
+            return await transport.live() and await transport.model_ready(self.model_name)
         except Exception as exc:
             await self._failed(connection, exc, phase="checking readiness")
             return False
@@ -363,9 +364,7 @@ class TritonChatClient:
         tensors = interface.request(prompt, params, stop, streaming=interface.decoupled)
         if not interface.decoupled:
             try:
-                reply = await connection.transport.infer(
-                    self.model_name, tensors, interface.output_name, self.request_timeout_s
-                )
+                reply = await connection.transport.infer(self.model_name, tensors, interface.output_name)
             except Exception as exc:
                 raise await self._failed(connection, exc, phase="generating a reply") from exc
             text = clean(reply) + settle()
@@ -373,7 +372,8 @@ class TritonChatClient:
                 yield text
             return
 
-        chunks = connection.transport.stream(self.model_name, tensors, interface.output_name, self.idle_timeout_s)
+        output = interface.output_name
+        chunks = connection.transport.stream(self.model_name, tensors, output, self.idle_timeout_s)
         try:
             try:
                 async for chunk in chunks:
