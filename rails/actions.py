@@ -1,13 +1,15 @@
 """Actions behind GuardChat's rails. The detectors live in webapp.guard; these only adapt them to NeMo.
 
-webapp/guard/loader.py registers configured detector instances as action parameters (``abuse_classifier``,
-``injection_detector``). When this directory is loaded by plain NeMo tooling instead, defaults built from
-the GuardChat settings are used.
+webapp/guard/loader.py wraps these actions (fail closed) and injects the detectors built from its settings
+(``abuse_classifier``, ``injection_detector``). When this directory is loaded by plain NeMo tooling instead,
+defaults built from the GuardChat settings are used. NeMo's streaming engine passes every output-rail action
+extra parameters (context, config, llm…), hence the ``**_``.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from nemoguardrails.actions import action
 from nemoguardrails.actions.rail_outcome import RailOutcome, TransformTarget
@@ -36,7 +38,9 @@ def _default_detector() -> InjectionDetector:
 
 
 @action(name="check_abuse")
-async def check_abuse(text: str | None = None, abuse_classifier: ToxicityClassifier | None = None) -> RailOutcome:
+async def check_abuse(
+    text: str | None = None, abuse_classifier: ToxicityClassifier | None = None, **_: Any
+) -> RailOutcome:
     classifier = abuse_classifier or _default_classifier()
     result = classifier.classify(text or "")
     metadata = {"score": result.score}
@@ -47,7 +51,7 @@ async def check_abuse(text: str | None = None, abuse_classifier: ToxicityClassif
 
 @action(name="check_jailbreak")
 async def check_jailbreak(
-    text: str | None = None, injection_detector: InjectionDetector | None = None
+    text: str | None = None, injection_detector: InjectionDetector | None = None, **_: Any
 ) -> RailOutcome:
     detector = injection_detector or _default_detector()
     finding = detector.detect(text or "")
@@ -57,7 +61,7 @@ async def check_jailbreak(
 
 
 @action(name="neutralise_markup")
-async def neutralise_markup(text: str | None = None) -> RailOutcome:
+async def neutralise_markup(text: str | None = None, **_: Any) -> RailOutcome:
     report = neutralise(text or "")
     if not report.changed:
         return RailOutcome.allow()

@@ -10,7 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["NEMO_GUARDRAILS_NO_USAGE_STATS"] = "1"
 
-from webapp.settings import reset_settings_cache  # noqa: E402
+from webapp.settings import reset_settings_cache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,11 @@ def report(*deps: dict[str, object]) -> dict[str, object]:
 
 
 def test_vulnerable_dependency_fails_unless_waived() -> None:
-    dep = {"name": "jinja2", "version": "2.4.1", "vulns": [{"id": "PYSEC-1", "aliases": ["CVE-9"], "fix_versions": ["2.11"]}]}
+    dep = {
+        "name": "jinja2",
+        "version": "2.4.1",
+        "vulns": [{"id": "PYSEC-1", "aliases": ["CVE-9"], "fix_versions": ["2.11"]}],
+    }
     failures, waived, audited, _ = evaluate(report(dep), {})
     assert audited == 1 and failures == ["jinja2 2.4.1: PYSEC-1 (fix: 2.11)"] and waived == []
     failures, waived, _, _ = evaluate(report(dep), {"CVE-9": "not reachable from our code"})

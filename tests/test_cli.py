@@ -11,7 +11,9 @@ from webapp.store import api_keys, users
 from webapp.store.engine import Database
 
 
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = ""
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -24,8 +26,9 @@ def test_cli_manages_accounts_and_keys(
     assert run(monkeypatch, capsys, "db", "upgrade")[0] == 0
     assert (isolated_data_dir / "guardchat.db").exists()
 
-    code, out, _ = run(monkeypatch, capsys, "users", "add", "mod1", "--role", "moderator", "--password-stdin",
-                       stdin="s3cret-pass\n")
+    code, out, _ = run(
+        monkeypatch, capsys, "users", "add", "mod1", "--role", "moderator", "--password-stdin", stdin="s3cret-pass\n"
+    )
     assert code == 0 and "created moderator 'mod1'" in out
     assert run(monkeypatch, capsys, "users", "set-role", "mod1", "admin")[0] == 0
     assert run(monkeypatch, capsys, "users", "ban", "mod1")[0] == 0

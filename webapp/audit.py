@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
@@ -27,19 +28,20 @@ def load_exceptions(path: Path = PYPROJECT) -> dict[str, str]:
     return exceptions
 
 
-def evaluate(report: dict[str, object], exceptions: dict[str, str]) -> tuple[list[str], list[str], int, int]:
+def evaluate(report: dict[str, Any], exceptions: dict[str, str]) -> tuple[list[str], list[str], int, int]:
     """(failures, waived, audited, skipped) for a pip-audit JSON report."""
     failures: list[str] = []
     waived: list[str] = []
     audited = skipped = 0
-    for dep in report.get("dependencies", []):  # type: ignore[union-attr]
+    for dep in report.get("dependencies", []):
         if dep.get("skip_reason"):
             skipped += 1
             continue
         audited += 1
         for vuln in dep.get("vulns", []):
             ids = {vuln["id"], *vuln.get("aliases", [])}
-            line = f"{dep['name']} {dep['version']}: {vuln['id']} (fix: {', '.join(vuln.get('fix_versions', [])) or 'none'})"
+            fixes = ", ".join(vuln.get("fix_versions", [])) or "none"
+            line = f"{dep['name']} {dep['version']}: {vuln['id']} (fix: {fixes})"
             matched = ids & exceptions.keys()
             (waived if matched else failures).append(line)
     return failures, waived, audited, skipped

@@ -83,9 +83,7 @@ class Settings(BaseSettings):
     output_chunk_size: int = Field(
         32, ge=4, description="Tokens per output-rail chunk when streaming; smaller gives faster first token."
     )
-    output_context_size: int = Field(
-        16, ge=0, description="Tokens of the previous chunk re-checked with the next one."
-    )
+    output_context_size: int = Field(16, ge=0, description="Tokens of the previous chunk re-checked with the next one.")
     refusal_input: str = Field(
         "I can't help with that request.", description="Reply shown when an input rail blocks a turn."
     )

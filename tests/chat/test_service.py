@@ -46,7 +46,9 @@ async def collect(service: ChatService, user: User, text: str, conversation_id: 
 
 def stored(db: Database, user: User, conversation_id: int) -> list[tuple[str, str, str]]:
     with db.read() as s:
-        return [(m.role, m.status, m.content) for m in conv.list_messages(s, user=user, conversation_id=conversation_id)]
+        return [
+            (m.role, m.status, m.content) for m in conv.list_messages(s, user=user, conversation_id=conversation_id)
+        ]
 
 
 async def test_a_turn_streams_and_persists_both_messages(service: ChatService) -> None:
@@ -137,7 +139,9 @@ async def test_cancelling_keeps_the_partial_reply_as_interrupted(service: ChatSe
                 seen.append(event.text)
 
     task = asyncio.create_task(consume())
-    while not seen:
+    for _ in range(1000):  # until the first checked token is on screen
+        if seen:
+            break
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -171,9 +171,7 @@ def test_sixteen_concurrent_writers_lose_nothing(sqlite_database: Database) -> N
         try:
             for i in range(50):
                 with db.write() as s:
-                    conv.append_message(
-                        s, user=alice, conversation_id=cids[n % 4], role="user", content=f"t{n}-{i}"
-                    )
+                    conv.append_message(s, user=alice, conversation_id=cids[n % 4], role="user", content=f"t{n}-{i}")
         except BaseException as exc:
             errors.append(exc)
 

@@ -39,9 +39,7 @@ def test_banned_user_cannot_sign_in(sqlite_database: Database) -> None:
         ("bad name<script>", "user", "may only contain"),
     ],
 )
-def test_bad_account_input_names_the_problem(
-    sqlite_database: Database, username: str, role: str, message: str
-) -> None:
+def test_bad_account_input_names_the_problem(sqlite_database: Database, username: str, role: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message), sqlite_database.write() as s:
         users.create_user(s, username=username, password="password123", role=role)
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.api.auth import build_auth_router, ensure_initial_admin
 from webapp.api.context import AppContext
+from webapp.api.openai_compat import build_openai_router, error_response
+from webapp.chat import metrics
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
 from webapp.llm.triton import TritonChatClient
@@ -41,7 +45,7 @@ def recover_after_crash(ctx: AppContext) -> int:
         return conversations.interrupt_streaming_messages(session)
 
 
-def create_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
+def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bool = True) -> FastAPI:
     settings.check_secure()
     ctx = ctx or build_context(settings)
 
@@ -65,6 +69,30 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
         max_age=14 * 24 * 3600,
     )
     app.include_router(build_auth_router(ctx))
+    app.include_router(build_openai_router(ctx))
+
+    @app.middleware("http")
+    async def limits_and_request_ids(request: Request, call_next):  # type: ignore[no-untyped-def]
+        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        request.state.request_id = request_id
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return error_response(
+                413,
+                f"request body is larger than {settings.max_body_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)",
+                "invalid_request_error",
+                "body_too_large",
+            )
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request_id
+        route = request.scope.get("route")
+        path = getattr(route, "path", None) or ("/gradio" if request.url.path.startswith("/gradio") else "other")
+        metrics.HTTP_REQUESTS.labels(path, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -77,11 +105,14 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
         body = {
             "status": "ready" if not down else "unavailable",
             "database": "ok" if db_ok else "unreachable",
-            "model": "ok" if model_ok else f"Triton model {settings.triton_model!r} at {settings.triton_url} is not ready",
+            "model": "ok"
+            if model_ok
+            else f"Triton model {settings.triton_model!r} at {settings.triton_url} is not ready",
         }
         return JSONResponse(body, status_code=200 if not down else 503)
 
-    from webapp.ui.mount import mount_pages
+    if with_ui:
+        from webapp.ui.mount import mount_pages
 
-    mount_pages(app, ctx)
+        mount_pages(app, ctx)
     return app

@@ -90,12 +90,26 @@ def _page(*, signup: bool, error: str = "", open_signup: bool = False, status: i
     err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     if signup:
         alt = '<p class="alt"><a href="/login">I have an account</a></p>'
-        body = PAGE.format(title="Sign up", subtitle="Create your account", action="/signup",
-                           autocomplete="new-password", button="Create account", error=err, alt=alt)
+        body = PAGE.format(
+            title="Sign up",
+            subtitle="Create your account",
+            action="/signup",
+            autocomplete="new-password",
+            button="Create account",
+            error=err,
+            alt=alt,
+        )
     else:
         alt = '<p class="alt"><a href="/signup">Create an account</a></p>' if open_signup else ""
-        body = PAGE.format(title="Sign in", subtitle="Sign in to chat", action="/login",
-                           autocomplete="current-password", button="Sign in", error=err, alt=alt)
+        body = PAGE.format(
+            title="Sign in",
+            subtitle="Sign in to chat",
+            action="/login",
+            autocomplete="current-password",
+            button="Sign in",
+            error=err,
+            alt=alt,
+        )
     return HTMLResponse(body, status_code=status)
 
 
@@ -117,8 +131,12 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
         user = await asyncio.to_thread(check)
         if user is None:
             log.info("sign-in refused", extra={"username": username[:64]})
-            return _page(signup=False, error="Wrong username or password, or the account is suspended.",
-                         open_signup=ctx.settings.open_signup, status=401)
+            return _page(
+                signup=False,
+                error="Wrong username or password, or the account is suspended.",
+                open_signup=ctx.settings.open_signup,
+                status=401,
+            )
         request.session.clear()
         request.session[SESSION_USER_KEY] = user.id
         return RedirectResponse("/", status_code=303)

@@ -30,10 +30,15 @@ def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     from webapp.llm.local_server import wait_until_ready
 
     cmd = [
-        sys.executable, "-m", "webapp.llm.local_server",
-        "--http-port", str(settings.local_http_port),
-        "--grpc-port", str(settings.local_grpc_port),
-        "--metrics-port", str(settings.local_metrics_port),
+        sys.executable,
+        "-m",
+        "webapp.llm.local_server",
+        "--http-port",
+        str(settings.local_http_port),
+        "--grpc-port",
+        str(settings.local_grpc_port),
+        "--metrics-port",
+        str(settings.local_metrics_port),
     ]
     print(f"starting the local Triton model server on :{settings.local_grpc_port} (gRPC)", flush=True)
     proc = subprocess.Popen(cmd, start_new_session=True)
@@ -54,7 +59,9 @@ def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait()
 
 
-def run_server(settings: Settings, *, host: str | None = None, port: int | None = None, local_model: str = "no") -> None:
+def run_server(
+    settings: Settings, *, host: str | None = None, port: int | None = None, local_model: str = "no"
+) -> None:
     from webapp.api.app import create_app
 
     settings.check_secure()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from webapp.chat import metrics
 from webapp.chat.events import (
     ChatEvent,
     InputChecked,
@@ -23,13 +24,15 @@ from webapp.chat.events import (
     ReplyRetracted,
     TurnEnded,
     TurnStarted,
+    TurnStatus,
 )
-from webapp.chat.limits import LimitError, TurnLimits, check_turn_allowed, clean_message
+from webapp.chat.limits import TurnLimits, check_turn_allowed, clean_message
 from webapp.guard.turn import Delta, InputPassed, Retract, TurnFinished
 from webapp.guard.verdict import Verdict
 from webapp.llm.errors import LLMError
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
+from webapp.llm.tokens import TokenCounter, counter_for
 from webapp.settings import Settings
 from webapp.store import conversations as conv
 from webapp.store.engine import Database
@@ -94,6 +97,7 @@ class ChatService:
         self.guard = guard
         self.settings = settings
         self.limits = TurnLimits.from_settings(settings)
+        self.tokens: TokenCounter = counter_for(settings)
 
     # --- one turn -----------------------------------------------------------------------------
 
@@ -105,11 +109,19 @@ class ChatService:
         conversation_id: int | None = None,
         sampling: dict[str, Any] | None = None,
         system_prompt: str | None = None,
+        earlier_turns: Sequence[ChatTurn] = (),
     ) -> AsyncIterator[ChatEvent]:
-        """Run one turn. Raises LimitError / NotFoundError / InvalidInputError before anything is saved."""
+        """Run one turn. Raises LimitError / NotFoundError / InvalidInputError before anything is saved.
+
+        ``earlier_turns`` (API clients that send a whole history) are saved into a new conversation first.
+        """
         content = clean_message(text, max_chars=self.limits.max_message_chars)
+        if earlier_turns and conversation_id is not None:
+            raise InvalidInputError("send either earlier turns or a conversation id, not both")
+        for turn in earlier_turns:
+            clean_message(turn.content, max_chars=self.limits.max_message_chars)
         prepared = await asyncio.to_thread(
-            self._prepare, user, content, conversation_id, sampling or {}, system_prompt
+            self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
         )
         async for event in self._run(user, prepared):
             yield event
@@ -144,6 +156,7 @@ class ChatService:
         conversation_id: int | None,
         sampling: dict[str, Any],
         system_prompt: str | None,
+        earlier_turns: Sequence[ChatTurn] = (),
     ) -> _Prepared:
         with self.db.write() as session:
             check_turn_allowed(session, user=user, limits=self.limits)
@@ -158,6 +171,10 @@ class ChatService:
                 )
             else:
                 conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
+            for turn in earlier_turns:
+                conv.append_message(
+                    session, user=user, conversation_id=conversation.id, role=turn.role, content=turn.content
+                )
             merged_sampling = {**conversation.sampling, **sampling}
             params = params_for(self.settings, merged_sampling)
             prior = conv.list_messages(session, user=user, conversation_id=conversation.id)
@@ -176,12 +193,17 @@ class ChatService:
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
         shown: list[str] = []
         finished = False
+        first_token = True
+        metrics.ACTIVE_STREAMS.inc()
         try:
             async for event in self.guard.stream_turn(p.history, p.params):
                 if isinstance(event, InputPassed):
                     # The user message's status is written with the reply, keeping the DB off this path.
                     yield InputChecked()
                 elif isinstance(event, Delta):
+                    if first_token:
+                        metrics.TTFT_SECONDS.observe(time.perf_counter() - started)
+                        first_token = False
                     shown.append(event.text)
                     yield ReplyDelta(event.text)
                 elif isinstance(event, Retract):
@@ -191,19 +213,20 @@ class ChatService:
                     latency = int((time.perf_counter() - started) * 1000)
                     ended = await asyncio.to_thread(self._finish, user, p, event, latency)
                     finished = True
+                    record_turn(ended, event.verdict)
                     yield ended
                     return
             raise RuntimeError("the guard ended a turn without a verdict")
         except LLMError as exc:
             ended = await asyncio.to_thread(self._fail, user, p, str(exc), "".join(shown))
             finished = True
+            metrics.TURNS.labels("error").inc()
             yield ended
         except (asyncio.CancelledError, GeneratorExit):
             if not finished:
                 # The caller stopped (Stop button, disconnect): keep what was shown, marked interrupted.
-                await asyncio.shield(
-                    asyncio.to_thread(self._interrupt, user, p, "".join(shown), started)
-                )
+                metrics.TURNS.labels("interrupted").inc()
+                await asyncio.shield(asyncio.to_thread(self._interrupt, user, p, "".join(shown), started))
             raise
         except Exception as exc:
             if not finished:
@@ -211,7 +234,10 @@ class ChatService:
                 ended = await asyncio.to_thread(
                     self._fail, user, p, f"the turn failed: {type(exc).__name__}", "".join(shown)
                 )
+                metrics.TURNS.labels("error").inc()
                 yield ended
+        finally:
+            metrics.ACTIVE_STREAMS.dec()
 
     # --- persistence steps (worker threads) ---------------------------------------------------
 
@@ -219,7 +245,9 @@ class ChatService:
         verdict: Verdict = event.verdict
         verdict_json = verdict.to_json()
         stage = verdict.stage
-        status = "complete" if verdict.allowed else "blocked"
+        status: TurnStatus = "complete" if verdict.allowed else "blocked"
+        tokens_in = sum(self.tokens.count(t.content) for t in p.history)
+        tokens_out = self.tokens.count(event.reply) if verdict.allowed else 0
         with self.db.write() as session:
             if not verdict.allowed and event.unsafe_text is not None:
                 verdict_json["blocked_text"] = event.unsafe_text
@@ -233,6 +261,8 @@ class ChatService:
                 content=event.reply,
                 verdict=verdict_json,
                 latency_ms=latency_ms,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
             )
             flagged = False
             if not verdict.allowed and stage is not None:
@@ -257,6 +287,8 @@ class ChatService:
             assistant_message_id=p.assistant_message_id,
             verdict=verdict_json_public(verdict_json),
             flagged=flagged,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
             checks=list(verdict_json.get("checks", [])),
         )
 
@@ -265,9 +297,7 @@ class ChatService:
             user_msg = conv.require_message(session, user=user, message_id=p.user_message_id)
             if user_msg.status == "pending":
                 user_msg.status = "error"
-            conv.finish_message(
-                session, user=user, message_id=p.assistant_message_id, status="error", content=partial
-            )
+            conv.finish_message(session, user=user, message_id=p.assistant_message_id, status="error", content=partial)
         return TurnEnded(
             status="error",
             reply=partial,
@@ -289,6 +319,16 @@ class ChatService:
                 content=partial,
                 latency_ms=int((time.perf_counter() - started) * 1000),
             )
+
+
+def record_turn(ended: TurnEnded, verdict: Verdict) -> None:
+    metrics.TURNS.labels(ended.status).inc()
+    if not verdict.allowed:
+        metrics.BLOCKS.labels(verdict.stage or "unknown", verdict.rail or "unknown").inc()
+    for check in verdict.checks:
+        metrics.RAIL_SECONDS.labels(check.name, check.stage).observe(check.duration_ms / 1000)
+    metrics.TOKENS.labels("in").inc(ended.tokens_in or 0)
+    metrics.TOKENS.labels("out").inc(ended.tokens_out or 0)
 
 
 def verdict_json_public(verdict: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +14,16 @@ from typing import Any
 from langchain_core.language_models.chat_models import BaseChatModel
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.actions.rail_outcome import RailOutcome
+from nemoguardrails.context import llm_call_info_var
 from nemoguardrails.integrations.langchain.llm_adapter import LangChainLLMAdapter
 from nemoguardrails.llm.frameworks import get_default_framework, get_framework
 from nemoguardrails.rails.llm.config import Model
+from nemoguardrails.rails.llm.utils import get_action_details_from_flow_id
 
 from webapp.guard.classifier import ToxicityClassifier
 from webapp.guard.injection import InjectionDetector
+from webapp.guard.recorder import ActionRecord, active_recorder
+from webapp.guard.verdict import ModelCall
 from webapp.llm.registry import create_chat_model
 from webapp.settings import Settings
 
@@ -65,27 +70,60 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def fail_closed(fn: Callable[..., Any], action_name: str, timeout_s: float) -> Callable[..., Any]:
+def _model_call(started: float) -> tuple[ModelCall, ...]:
+    info = llm_call_info_var.get()
+    if info is None or info.completion is None:
+        return ()
+    duration = info.duration if info.duration is not None else time.perf_counter() - started
+    return (
+        ModelCall(
+            task=info.task or "",
+            prompt=info.prompt or "",
+            completion=info.completion,
+            duration_ms=duration * 1000,
+        ),
+    )
+
+
+def fail_closed(
+    fn: Callable[..., Any], action_name: str, timeout_s: float, inject: dict[str, Any] | None = None
+) -> Callable[..., Any]:
     """Wrap a rail action: raising, timing out or not returning a RailOutcome becomes a failed BLOCK.
 
     NeMo itself turns most action exceptions into an internal-error stop, but lets model-call failures
     (LLMCallException) escape from generate_async, and has no per-rail timeout. Here both block the turn
-    inside the rail that failed, so the activated-rails log names it.
+    inside the rail that failed, so NeMo names that rail. ``inject`` supplies GuardChat's configured
+    detectors (NeMo's streaming engine passes actions only a fixed set of parameters). The outcome is also
+    written to the active RailRecorder, with its duration and model call.
     """
 
     @functools.wraps(fn)
     async def guarded(*args: Any, **kwargs: Any) -> RailOutcome:
+        started = time.perf_counter()
+        llm_call_info_var.set(None)  # so a model call seen below is this action's own
         try:
             async with asyncio.timeout(timeout_s):
-                result = fn(*args, **kwargs)
+                result = fn(*args, **{**kwargs, **(inject or {})})
                 if inspect.isawaitable(result):
                     result = await result
+            if not isinstance(result, RailOutcome):
+                result = RailOutcome.failure(
+                    reason=f"{action_name} returned {type(result).__name__}, not a verdict"
+                )
         except TimeoutError:
-            return RailOutcome.failure(reason=f"{action_name} did not finish within {timeout_s:g} s")
+            result = RailOutcome.failure(reason=f"{action_name} did not finish within {timeout_s:g} s")
         except Exception as exc:
-            return RailOutcome.failure(reason=f"{action_name} failed: {describe_failure(exc)}")
-        if not isinstance(result, RailOutcome):
-            return RailOutcome.failure(reason=f"{action_name} returned {type(result).__name__}, not a verdict")
+            result = RailOutcome.failure(reason=f"{action_name} failed: {describe_failure(exc)}")
+        recorder = active_recorder.get()
+        if recorder is not None:
+            recorder.add(
+                ActionRecord(
+                    action=action_name,
+                    outcome=result,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    model_calls=_model_call(started),
+                )
+            )
         return result
 
     return guarded
@@ -145,6 +183,7 @@ class LoadedRails:
     abuse_classifier: ToxicityClassifier
     input_flows: tuple[str, ...]
     output_flows: tuple[str, ...]
+    flow_actions: dict[str, str]  # rail flow -> the action that decides it
 
 
 def load_rails(settings: Settings) -> LoadedRails:
@@ -158,19 +197,25 @@ def load_rails(settings: Settings) -> LoadedRails:
 
     classifier = ToxicityClassifier(settings.toxicity_threshold)
     detector = InjectionDetector(recheck=lambda text: classifier.classify(text).reason)
-    rails.register_action_param("abuse_classifier", classifier)
-    rails.register_action_param("injection_detector", detector)
+    inject: dict[str, dict[str, Any]] = {
+        "check_abuse": {"abuse_classifier": classifier},
+        "check_jailbreak": {"injection_detector": detector},
+    }
 
     dispatcher = rails.runtime.action_dispatcher
     for name in RAIL_ACTIONS:
         action = dispatcher.get_action(name)
         if action is None:
             continue  # the action's flow is not used in this configuration
-        rails.register_action(fail_closed(action, name, settings.rail_timeout_s), name=name)
+        rails.register_action(fail_closed(action, name, settings.rail_timeout_s, inject.get(name)), name=name)
     return LoadedRails(
         rails=rails,
         chat_model=chat_model,
         abuse_classifier=classifier,
         input_flows=tuple(config.rails.input.flows),
         output_flows=tuple(config.rails.output.flows),
+        flow_actions={
+            flow: get_action_details_from_flow_id(flow, rails.config.flows)[0]
+            for flow in (*config.rails.input.flows, *config.rails.output.flows)
+        },
     )

@@ -158,8 +158,9 @@ class MarkupNeutraliser:
 
     def _closes_fence(self, i: int) -> bool:
         assert self._fence is not None
-        match = re.compile(r" {0,3}(" + re.escape(self._fence[0]) + r"{%d,})[ \t]*(\n|$)" % len(self._fence))
-        return match.match(self._raw, i) is not None
+        char, length = re.escape(self._fence[0]), len(self._fence)
+        closing = re.compile(r" {0,3}" + char + "{" + str(length) + r",}[ \t]*(\n|$)")
+        return closing.match(self._raw, i) is not None
 
     def _code_span_end(self, i: int, *, final: bool) -> int | None:
         """End of the inline code span opening at ``i``; ``i`` if the run is literal; None if undecided yet."""

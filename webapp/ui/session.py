@@ -1,0 +1,58 @@
+"""Who is acting: read from the signed session cookie on the server, on every Gradio request and event.
+
+Gradio events are HTTP endpoints, so no handler trusts anything the page sends about the user. The
+session is re-read from the database each time: a ban takes effect on the next click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import gradio as gr
+from fastapi import Request
+
+from webapp.api.auth import load_session_user
+from webapp.api.context import AppContext
+from webapp.store.models import User
+
+SIGNED_OUT_MESSAGE = "You are signed out (or your account is suspended). Sign in again at /login."
+
+
+class SignedOutError(gr.Error):
+    """The request carries no signed-in, non-banned user."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGNED_OUT_MESSAGE, title="Signed out")
+
+
+def _session_of(request: gr.Request | None) -> dict[str, Any] | None:
+    raw = getattr(request, "request", None) if request is not None else None
+    scope = getattr(raw, "scope", None)
+    if not isinstance(scope, dict):
+        return None
+    session = scope.get("session")
+    return session if isinstance(session, dict) else None
+
+
+async def acting_user(ctx: AppContext, request: gr.Request | None) -> User:
+    """The signed-in user behind a Gradio event, or SignedOutError (a banned user's session is cleared)."""
+    session = _session_of(request)
+    if session is None:
+        raise SignedOutError()
+    user = await asyncio.to_thread(load_session_user, ctx.db, session)
+    if user is None:
+        raise SignedOutError()
+    return user
+
+
+def gradio_auth_dependency(ctx: AppContext):  # type: ignore[no-untyped-def]
+    """For ``mount_gradio_app(auth_dependency=...)``: the username, or None so Gradio answers 401."""
+
+    async def username(request: Request) -> str | None:
+        if "session" not in request.scope:
+            return None
+        user = await asyncio.to_thread(load_session_user, ctx.db, request.session)
+        return None if user is None else user.username
+
+    return username
