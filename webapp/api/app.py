@@ -19,6 +19,7 @@ from webapp.api.openai_compat import build_openai_router, error_response
 from webapp.chat import metrics
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
+from webapp.logs import request_id_var
 from webapp.llm.triton import TritonChatClient
 from webapp.settings import Settings
 from webapp.store import conversations
@@ -75,6 +76,7 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
     async def limits_and_request_ids(request: Request, call_next):  # type: ignore[no-untyped-def]
         request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
         request.state.request_id = request_id
+        token = request_id_var.set(request_id)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             return error_response(
@@ -83,7 +85,10 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
                 "invalid_request_error",
                 "body_too_large",
             )
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
         response.headers["X-Request-Id"] = request_id
         route = request.scope.get("route")
         path = getattr(route, "path", None) or ("/gradio" if request.url.path.startswith("/gradio") else "other")

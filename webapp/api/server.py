@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from webapp.logs import configure_logging
 from webapp.settings import Settings
 
 log = logging.getLogger("guardchat.server")
@@ -65,7 +66,7 @@ def run_server(
     from webapp.api.app import create_app
 
     settings.check_secure()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     with local_model_server(settings) if wants_local_model(local_model) else _nothing():
         app = create_app(settings)
         uvicorn.run(
@@ -73,6 +74,7 @@ def run_server(
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
+            log_config=None,
             timeout_graceful_shutdown=5,
         )
 

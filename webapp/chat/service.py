@@ -214,6 +214,21 @@ class ChatService:
                     ended = await asyncio.to_thread(self._finish, user, p, event, latency)
                     finished = True
                     record_turn(ended, event.verdict)
+                    log.info(
+                        "turn %s",
+                        ended.status,
+                        extra={
+                            "user_id": user.id,
+                            "conversation_id": p.conversation_id,
+                            "message_id": p.assistant_message_id,
+                            "status": ended.status,
+                            "stage": event.verdict.stage,
+                            "rail": event.verdict.rail,
+                            "latency_ms": latency,
+                            "tokens_in": ended.tokens_in,
+                            "tokens_out": ended.tokens_out,
+                        },
+                    )
                     yield ended
                     return
             raise RuntimeError("the guard ended a turn without a verdict")
@@ -221,6 +236,7 @@ class ChatService:
             ended = await asyncio.to_thread(self._fail, user, p, str(exc), "".join(shown))
             finished = True
             metrics.TURNS.labels("error").inc()
+            log.warning("turn error: %s", exc, extra={"user_id": user.id, "conversation_id": p.conversation_id})
             yield ended
         except (asyncio.CancelledError, GeneratorExit):
             if not finished:
