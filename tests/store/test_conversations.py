@@ -11,6 +11,7 @@ from webapp.store import conversations as conv
 from webapp.store import feedback, flags, users
 from webapp.store.engine import Database
 from webapp.store.errors import NotFoundError
+from webapp.store.liveness import ProcessLease
 from webapp.store.models import Message, User
 
 
@@ -88,16 +89,37 @@ def test_removed_messages_are_hidden_not_lost(database: Database) -> None:
     assert total == 5
 
 
-def test_interrupted_streams_are_marked_on_recovery(database: Database) -> None:
+def test_recovery_interrupts_only_dead_processes_streams(database: Database) -> None:
     alice = _user(database, "alice")
+    live, dead = ProcessLease(database), ProcessLease(database)
+    live.acquire()
+    dead.acquire()
     with database.write() as s:
-        c = conv.create_conversation(s, user=alice)
-        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="hi")
-        m = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="", status="streaming")
-    with database.write() as s:
-        assert conv.interrupt_streaming_messages(s) == 1
-    with database.read() as s:
-        assert conv.require_message(s, user=alice, message_id=m.id).status == "interrupted"
+        ids = {}
+        for name, owner in (("live", live.instance_id), ("dead", dead.instance_id), ("unowned", None)):
+            c = conv.create_conversation(s, user=alice, title=name)
+            u = conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="hi", status="pending")
+            a = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="",
+                                    status="streaming", verdict={"stream_owner": owner} if owner else None)
+            ids[name] = (u.id, a.id)
+    dead.release()  # as if the process had died
+
+    checker = ProcessLease(database)
+    checker.acquire()
+    try:
+        with database.write() as s:
+            assert conv.interrupt_streaming_messages(s, is_alive=checker.is_alive) == 2
+        with database.read() as s:
+            status = {name: tuple(conv.require_message(s, user=alice, message_id=i).status for i in pair)
+                      for name, pair in ids.items()}
+    finally:
+        checker.release()
+        live.release()
+    assert status == {
+        "live": ("pending", "streaming"),
+        "dead": ("interrupted", "interrupted"),
+        "unowned": ("interrupted", "interrupted"),
+    }
 
 
 # --- scoping: every query that takes a user refuses another user's ids -------------------------

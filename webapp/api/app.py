@@ -24,26 +24,30 @@ from webapp.llm.triton import TritonChatClient
 from webapp.settings import Settings
 from webapp.store import conversations
 from webapp.store.engine import Database
+from webapp.store.liveness import ProcessLease
 
 log = logging.getLogger("guardchat.app")
 
 
 def build_context(settings: Settings) -> AppContext:
     db = Database(settings.resolved_database_url)
+    lease = ProcessLease(db)
     guard = TurnGuard.load(settings)
     probe_client = TritonChatClient.from_settings(settings)
     return AppContext(
         settings=settings,
         db=db,
-        chat=ChatService(database=db, guard=guard, settings=settings),
+        chat=ChatService(database=db, guard=guard, settings=settings, instance_id=lease.instance_id),
         model_ready=probe_client.is_ready,
+        lease=lease,
     )
 
 
 def recover_after_crash(ctx: AppContext) -> int:
     """Replies left `streaming` by a process that died are marked `interrupted`."""
+    is_alive = ctx.lease.is_alive if ctx.lease is not None else (lambda _: False)
     with ctx.db.write() as session:
-        return conversations.interrupt_streaming_messages(session)
+        return conversations.interrupt_streaming_messages(session, is_alive=is_alive)
 
 
 def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bool = True) -> FastAPI:
@@ -52,11 +56,15 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if ctx.lease is not None:
+            await asyncio.to_thread(ctx.lease.acquire)
         ensure_initial_admin(ctx.db, settings)
         recovered = await asyncio.to_thread(recover_after_crash, ctx)
         if recovered:
             log.warning("marked %d interrupted replies after an unclean stop", recovered)
         yield
+        if ctx.lease is not None:
+            ctx.lease.release()
         ctx.db.dispose()
 
     app = FastAPI(title="GuardChat", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from webapp.chat.service import ChatService
 from webapp.settings import Settings
 from webapp.store.engine import Database
+from webapp.store.liveness import ProcessLease
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
 
@@ -21,6 +22,7 @@ class AppContext:
     db: Database
     chat: ChatService
     model_ready: ReadinessProbe
+    lease: ProcessLease | None = None
 
     async def database_ready(self) -> bool:
         def ping() -> bool:

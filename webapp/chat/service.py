@@ -92,8 +92,12 @@ def params_for(settings: Settings, sampling: dict[str, Any]) -> GenerationParams
 
 
 class ChatService:
-    def __init__(self, *, database: Database, guard: TurnGuardLike, settings: Settings) -> None:
+    def __init__(
+        self, *, database: Database, guard: TurnGuardLike, settings: Settings, instance_id: int | None = None
+    ) -> None:
         self.db = database
+        # Stamped on streaming replies so start-up recovery can tell live processes' streams from dead ones'.
+        self.instance_id = instance_id
         self.guard = guard
         self.settings = settings
         self.limits = TurnLimits.from_settings(settings)
@@ -184,7 +188,13 @@ class ChatService:
                 session, user=user, conversation_id=conversation.id, role="user", content=content, status="pending"
             )
             reply = conv.append_message(
-                session, user=user, conversation_id=conversation.id, role="assistant", content="", status="streaming"
+                session,
+                user=user,
+                conversation_id=conversation.id,
+                role="assistant",
+                content="",
+                status="streaming",
+                verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
             )
             return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
 

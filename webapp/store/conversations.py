@@ -5,10 +5,10 @@ Another user's conversation id behaves exactly like one that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from webapp.store.errors import InvalidInputError, NotFoundError
@@ -52,7 +52,10 @@ def list_conversations(session: Session, *, user: User, search: str = "", limit:
     stmt = _owned(user).order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
     if search.strip():
         pattern = f"%{search.strip()}%"
-        in_messages = exists().where(Message.conversation_id == Conversation.id, Message.content.ilike(pattern))
+        # seq > 0: messages taken out by regenerate / edit are no longer part of what the owner sees.
+        in_messages = exists().where(
+            Message.conversation_id == Conversation.id, Message.seq > 0, Message.content.ilike(pattern)
+        )
         stmt = stmt.where(Conversation.title.ilike(pattern) | in_messages)
     return list(session.scalars(stmt))
 
@@ -209,14 +212,25 @@ def remove_messages_from(session: Session, *, user: User, conversation_id: int, 
     return removed
 
 
-def interrupt_streaming_messages(session: Session, *, conversation_ids: Sequence[int] | None = None) -> int:
-    """Mark messages left `streaming`/`pending` by a dead process as `interrupted` (startup recovery)."""
-    stmt = (
-        update(Message)
-        .where(Message.status.in_(("streaming", "pending")))
-        .values(status="interrupted")
-        .execution_options(synchronize_session=False)
-    )
-    if conversation_ids is not None:
-        stmt = stmt.where(Message.conversation_id.in_(list(conversation_ids)))
-    return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
+def interrupt_streaming_messages(session: Session, *, is_alive: Callable[[int], bool] = lambda _: False) -> int:
+    """Mark replies left `streaming` by a dead process, and their `pending` user messages, as `interrupted`.
+
+    A streaming reply carries its process's lease id (``verdict.stream_owner``); replies of live processes
+    sharing the database are left alone.
+    """
+    rows = list(session.scalars(select(Message).where(Message.status.in_(("streaming", "pending")))))
+    interrupted = 0
+    for message in rows:
+        if message.status != "streaming":
+            continue
+        owner = (message.verdict or {}).get("stream_owner")
+        if isinstance(owner, int) and is_alive(owner):
+            continue
+        message.status = "interrupted"
+        interrupted += 1
+    live = {m.conversation_id for m in rows if m.status == "streaming"}
+    for message in rows:
+        if message.status == "pending" and message.conversation_id not in live:
+            message.status = "interrupted"
+    session.flush()
+    return interrupted

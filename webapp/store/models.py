@@ -91,7 +91,10 @@ class ApiKey(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_owner_recent", "owner_id", "deleted_at", "updated_at"),)
+    __table_args__ = (
+        Index("ix_conversations_owner_recent", "owner_id", "deleted_at", "updated_at"),
+        Index("ix_conversations_flag_count", "flag_count", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -101,6 +104,9 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Kept by a database trigger on INSERT INTO flags (migration 0002), so every path that raises a flag
+    # counts; the moderation queue sorts "most flags in the conversation" on it through an index.
+    flag_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     owner: Mapped[User] = relationship()
 
@@ -136,7 +142,8 @@ class Flag(Base):
         Index("ix_flags_status_created", "status", "created_at", "id"),
         Index("ix_flags_rail_created", "rail", "created_at"),
         Index("ix_flags_user_created", "user_id", "created_at"),
-        Index("ix_flags_conversation", "conversation_id"),
+        Index("ix_flags_created", "created_at", "id"),
+        Index("ix_flags_conversation_created", "conversation_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,6 +171,7 @@ class ModerationEvent(Base):
     __table_args__ = (
         Index("ix_moderation_events_actor_created", "actor_id", "created_at"),
         Index("ix_moderation_events_action_created", "action", "created_at"),
+        Index("ix_moderation_events_created", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
