@@ -39,3 +39,12 @@ def test_malformed_database_url_is_named(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_every_limit_has_help_text() -> None:
     missing = [name for name, field in Settings.model_fields.items() if not field.description]
     assert missing == []
+
+
+def test_self_check_defaults_off_only_for_the_bundled_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().self_check_enabled is False  # smollm2: answers "Yes" to every self-check prompt
+    monkeypatch.setenv("GUARDCHAT_TRITON_MODEL", "Llama3-70B-PPO-Chat")
+    assert Settings().self_check_enabled is True
+    monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "true")
+    monkeypatch.setenv("GUARDCHAT_TRITON_MODEL", "smollm2_stream")
+    assert Settings().self_check_enabled is True

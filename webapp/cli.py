@@ -128,7 +128,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from webapp.guard.evaluation import format_report, run_eval
 
-    report = run_eval([Path(p) for p in args.files], settings)
+    report = run_eval([Path(p) for p in args.files], settings, full_turn=not args.input_only)
     print(format_report(report))
     return 0
 
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(handler=cmd_model_serve)
 
     ev = sub.add_parser("eval", help="run JSONL prompt files through the rails")
-    ev.add_argument("files", nargs="+")
+    ev.add_argument("files", nargs="+", help='JSONL files of {"text": ..., "should_refuse": true|false}')
+    ev.add_argument("--input-only", action="store_true", help="run the input rails only (no model calls)")
     ev.set_defaults(handler=cmd_eval)
     return parser
 

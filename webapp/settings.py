@@ -72,7 +72,11 @@ class Settings(BaseSettings):
 
     # --- rails -----------------------------------------------------------------------------
     rails_dir: Path = Field(Path("rails"), description="NeMo Guardrails configuration directory.")
-    self_check_rails: bool = Field(True, description="Ask the model to self-check input and output.")
+    self_check_rails: bool | None = Field(
+        None,
+        description="Ask the model to self-check input and output. Empty means on, except for the bundled "
+        "SmolLM2 stand-in, which answers 'Yes' to nearly every self-check prompt (97% false refusals measured).",
+    )
     toxicity_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
@@ -111,6 +115,9 @@ class Settings(BaseSettings):
     triton_request_timeout_s: float = Field(
         300.0, gt=0, description="Seconds a non-streaming Triton request may take in total."
     )
+    moderation_export_max_flags: int = Field(
+        10_000, ge=1, description="Most flags one moderation export (CSV or JSONL, with transcripts) may hold."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -133,6 +140,12 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'guardchat.db'}"
+
+    @property
+    def self_check_enabled(self) -> bool:
+        if self.self_check_rails is not None:
+            return self.self_check_rails
+        return not (self.guard_model.startswith("smollm2") or self.triton_model.startswith("synthetic"))
 
     @property
     def guard_model(self) -> str:

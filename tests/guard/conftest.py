@@ -59,6 +59,7 @@ def scripted_settings(**overrides: Any) -> Settings:
         "data_dir": Path("/nonexistent-guardchat-tests"),
         "output_chunk_size": 8,
         "output_context_size": 2,
+        "self_check_rails": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

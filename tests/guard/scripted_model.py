@@ -53,6 +53,7 @@ class Script:
     token_delay_s: float = 0.0
     calls: list[ModelRequest] = field(default_factory=list)
     streams_closed: int = 0
+    tokens_streamed: int = 0
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -136,6 +137,7 @@ class ScriptedChatModel(BaseChatModel):
                 raise SCRIPT.main_error
             for token in _TOKENS.findall(SCRIPT.reply(_newest_user_text(messages))):
                 await asyncio.sleep(SCRIPT.token_delay_s)
+                SCRIPT.tokens_streamed += 1
                 yield ChatGenerationChunk(message=AIMessageChunk(content=token))
         finally:
             SCRIPT.streams_closed += 1

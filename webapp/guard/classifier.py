@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 _SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
@@ -25,7 +24,21 @@ _MASKED_WORD = re.compile(r"\b[a-z][a-z*#@$!0-9._-]{2,}[a-z*#]\b", re.IGNORECASE
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){3,}[a-z]\b", re.IGNORECASE)
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 
-_TARGET = r"(?:you|u|ya|your (?:family|kids?|wife|husband|mother|mom|dad)|him|her|them|y'?all)"
+_PERSON = (
+    r"(?:roommate|room mate|neighbou?r|wife|husband|boss|teacher|brother|sister|mom|mum|mother|dad|father|ex|"
+    r"kid|son|daughter|friend|girlfriend|boyfriend|landlord|coworker|co-worker|classmate|partner|family)"
+)
+_TARGET = (
+    r"(?:you|u|ya|him|her|them|y'?all|your (?:family|kids?|wife|husband|mother|mom|dad|house|home|car|legs?|"
+    r"arms?|neck|throat|head|face|skull|teeth|kneecaps)|my "
+    + _PERSON
+    + r"|that (?:kid|guy|girl|woman|man|bitch|bastard))"
+)
+_GROUP = (
+    r"(?:people|immigrants|jews|muslims|christians|hindus|blacks|black people|whites|white people|gays|gay "
+    r"people|lesbians|trans people|transgender people|women|men|refugees|mexicans|arabs|asians|africans|"
+    r"chinese|indians|disabled people|the disabled|migrants|foreigners|gypsies|roma)"
+)
 _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern, re.IGNORECASE))
     for label, pattern in (
@@ -33,7 +46,7 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "threat of violence",
             r"\b(?:i|we)(?:'m| am|'ll| will| are|'re| r| shall|'d| would| gonna| going to)?\s+(?:\w+\s+){0,3}?"
             r"(?:kill|murder|shoot|stab|strangle|choke|hang|rape|torture|beat|hurt|slit|behead|burn|bury|"
-            r"break|end|gut|poison)\s+" + _TARGET + r"\b",
+            r"break|end|gut|poison|smash|punch)\s+" + _TARGET + r"\b",
         ),
         (
             "threat of violence",
@@ -46,8 +59,9 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("threat of violence", r"\bwatch your back\b"),
         (
             "threat of violence",
-            r"\b(?:shoot|bomb|blow) up (?:the|my|your|this|that|a) (?:school|office|church|mosque|synagogue|"
-            r"temple|mall|building|concert|hospital|class)\b",
+            r"\b(?:i|we)(?:'m| am|'ll| will|'re| are)?\s*(?:gonna|going to|will|'ll)?\s*(?:shoot up|bomb|"
+            r"blow up|burn down|attack|shoot)\s+(?:the|my|your|this|that|a|our)\s+(?:school|office|church|"
+            r"mosque|synagogue|temple|mall|building|concert|hospital|class|workplace|station)\b",
         ),
         (
             "incitement to self-harm",
@@ -61,13 +75,46 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "dehumanising hate",
-            r"\b(?:all|those|these|the)\s+(?:\w+\s+)?(?:people|immigrants|jews|muslims|christians|blacks|whites|"
-            r"gays|women|men|refugees|mexicans|arabs|asians)\s+(?:are|r)\s+(?:\w+\s+)?(?:vermin|animals|"
-            r"parasites|rats|cockroaches|subhuman|savages|a disease|filth|scum)\b|"
-            r"\b(?:should|must|need to) (?:all )?be (?:exterminated|gassed|wiped out|eradicated|lynched)\b",
+            r"\b(?:all |those |these |the |most )?(?:\w+ )?" + _GROUP + r"\s+(?:are|r)\s+(?:all |just |nothing but "
+            r")?(?:like )?(?:vermin|animals|parasites|rats|cockroaches|subhuman|savages|a disease|a plague|filth|"
+            r"scum|terrorists|criminals|rapists|inferior|genetically inferior|too stupid)\b|"
+            r"\b(?:should|must|need to|deserve to) (?:all )?be (?:exterminated|gassed|wiped out|eradicated|"
+            r"lynched|put down|deported and shot)\b|\b" + _GROUP + r" are (?:\w+ )?(?:subhuman|inferior)\b",
+        ),
+        (
+            "slur",
+            r"\bn[i1!*]gg(?:er|a|ah|uh)s?\b|\bn\*+(?:er|a)s?\b|\bk[i1*]kes?\b|\bf[a@4*]gg?(?:ot)?s?\b|"
+            r"\bsp[i1*]cs?\b|\bch[i1*]nks?\b|\btr[a@*]nn(?:y|ies)\b|\bretards?\b|\bwetbacks?\b|"
+            r"\bgooks?\b|\bragheads?\b|\bdykes?\b",
+        ),
+        (
+            "personal insult",
+            r"\b(?:is|are|you're|youre|you|ur|she's|he's) (?:a |an |such a |such an |nothing but a )?(?:\w+ )?"
+            r"(?:skank|slut|whore|cunt|bitch|bellend|twat|wanker|dickhead|prick|cocksucker|motherfucker)s?\b",
         ),
     )
 )
+
+
+def _sentence_windows(text: str, min_words: int = 6) -> list[str]:
+    """Sentences, each joined with the next until it has ``min_words`` words.
+
+    A long text dilutes one abusive sentence, but a fragment of two or three words is scored unreliably by a
+    bag-of-words model ("the lazy dog." alone scores 0.87), so fragments are scored with their neighbours.
+    """
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
+    if len(sentences) < 2:
+        return []
+    windows: list[str] = []
+    current: list[str] = []
+    for sentence in sentences:
+        current.append(sentence)
+        if sum(len(s.split()) for s in current) >= min_words:
+            windows.append(" ".join(current))
+            current = []
+    if current and windows:
+        windows[-1] = windows[-1] + " " + " ".join(current)
+    return windows
 
 
 @dataclass(frozen=True)
@@ -128,7 +175,8 @@ class _ProfanityModel:
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         decision = self.vectorizer.transform(texts) @ self._weights + self._intercepts
-        return np.asarray(expit(-(self._a * decision + self._b)).mean(axis=1))
+        # The calibrators' sigmoid: P(offensive) = 1 / (1 + exp(a * decision + b)), averaged over folds.
+        return np.asarray((1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1))
 
 
 class ToxicityClassifier:
@@ -139,17 +187,17 @@ class ToxicityClassifier:
         self._model = _ProfanityModel.get()
 
     def probability(self, text: str) -> float:
-        """Highest offensive-language probability over the text's sentences, raw and de-obfuscated."""
-        pieces = [p for p in _SENTENCE.split(text) if p.strip()] or [text]
+        """Highest offensive-language probability over the whole text and its sentences, raw and de-obfuscated."""
+        pieces = [text, *_sentence_windows(text)]
         plain = normalise(text)
         if plain != text:
-            pieces += [p for p in _SENTENCE.split(plain) if p.strip()]
+            pieces += [plain, *_sentence_windows(plain)]
         return float(self._model.probabilities(pieces).max())
 
     def classify(self, text: str) -> ToxicityResult:
         plain = normalise(text)
         for label, pattern in _THREAT_PATTERNS:
-            match = pattern.search(plain)
+            match = pattern.search(plain) or pattern.search(text)
             if match:
                 return ToxicityResult(blocked=True, score=1.0, reason=f'{label}: "{match.group(0).strip()}"')
         score = self.probability(text)

@@ -29,25 +29,8 @@ _LIMITS = (
     r"constraints)|censorship|boundaries|constraints|polic(?:y|ies)|safeguards|guardrails)"
 )
 
+# Most specific family first: the finding names the first family that matches.
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "instruction override",
-        (
-            r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect)\b"
-            r"[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|"
-            r"the|these|those|system|safety|developer)\b[^.\n]{0,30}?\b" + _OBJECT + r"\b",
-            r"\b(?:new|updated|real|actual|true) (?:system )?instructions?\s*:",
-            r"\bfrom now on,? (?:you|your)\b[^.\n]{0,40}\b(?:will|must|shall|are|answer|respond|reply|act|"
-            r"ignore|no longer)\b",
-            r"\byou (?:are|have been) (?:now )?(?:freed|released|liberated|unshackled|unchained)\b",
-            r"\b(?:no longer|not) (?:bound|restricted|limited|constrained) by\b",
-            r"\bbreak (?:free )?(?:of|from) (?:the )?(?:typical |usual )?(?:confines|rules|restrictions)\b",
-            r"(?:^|\n)\s*(?:#{2,}\s*)?(?:system|developer)\s*(?:prompt|message|override)?\s*:\s*\S",
-            r"<\|im_start\|>|<extra_id_[0-9]>|\[/?inst\]|<</?sys>>|<\|(?:system|user|assistant)\|>",
-            r"\b(?:override|disable|turn off|deactivate|remove) (?:your |the |all )?(?:safety|content|"
-            r"moderation|ethical)? ?(?:filters?|guardrails|safeguards|restrictions|protocols)\b",
-        ),
-    ),
     (
         "role-play override",
         (
@@ -91,10 +74,26 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"\byour (?:system prompt|initial instructions|hidden instructions|secret instructions)\b",
         ),
     ),
+    (
+        "instruction override",
+        (
+            r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect)\b"
+            r"[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|"
+            r"the|these|those|system|safety|developer)\b[^.\n]{0,30}?\b" + _OBJECT + r"\b",
+            r"\b(?:new|updated|real|actual|true) (?:system )?instructions?\s*:",
+            r"\bfrom now on,? (?:you|your)\b[^.\n]{0,40}\b(?:will|must|shall|are|answer|respond|reply|act|"
+            r"ignore|no longer)\b",
+            r"\byou (?:are|have been) (?:now )?(?:freed|released|liberated|unshackled|unchained)\b",
+            r"\b(?:no longer|not) (?:bound|restricted|limited|constrained) by\b",
+            r"\bbreak (?:free )?(?:of|from) (?:the )?(?:typical |usual )?(?:confines|rules|restrictions)\b",
+            r"(?:^|\n)\s*(?:#{2,}\s*)?(?:system|developer)\s*(?:prompt|message|override)?\s*:\s*\S",
+            r"<\|im_start\|>|<extra_id_[0-9]>|\[/?inst\]|<</?sys>>|<\|(?:system|user|assistant)\|>",
+            r"\b(?:override|disable|turn off|deactivate|remove) (?:your |the |all )?(?:safety|content|"
+            r"moderation|ethical)? ?(?:filters?|guardrails|safeguards|restrictions|protocols)\b",
+        ),
+    ),
 )
-_COMPILED = tuple(
-    (family, tuple(re.compile(p, re.IGNORECASE) for p in patterns)) for family, patterns in _FAMILIES
-)
+_COMPILED = tuple((family, tuple(re.compile(p, re.IGNORECASE) for p in patterns)) for family, patterns in _FAMILIES)
 
 _DECODE_AND_OBEY = re.compile(
     r"\b(?:decode|decipher|decrypt|translate|convert|unscramble|reverse|rot13|base64)\b[^\n]{0,60}?\b"

@@ -107,9 +107,7 @@ def fail_closed(
                 if inspect.isawaitable(result):
                     result = await result
             if not isinstance(result, RailOutcome):
-                result = RailOutcome.failure(
-                    reason=f"{action_name} returned {type(result).__name__}, not a verdict"
-                )
+                result = RailOutcome.failure(reason=f"{action_name} returned {type(result).__name__}, not a verdict")
         except TimeoutError:
             result = RailOutcome.failure(reason=f"{action_name} did not finish within {timeout_s:g} s")
         except Exception as exc:
@@ -152,16 +150,14 @@ def build_config(settings: Settings) -> RailsConfig:
 
     input_flows = list(config.rails.input.flows)
     output_flows = list(config.rails.output.flows)
-    if not settings.self_check_rails:
+    if not settings.self_check_enabled:
         input_flows = [f for f in input_flows if f not in SELF_CHECK_FLOWS]
         output_flows = [f for f in output_flows if f not in SELF_CHECK_FLOWS]
     elif settings.triton_guard_model:
         for model_type in ("self_check_input", "self_check_output"):
             config.models.append(Model(type=model_type, engine=ENGINE, model=settings.triton_guard_model))
     if settings.content_safety_model:
-        config.models.append(
-            Model(type=CONTENT_SAFETY_MODEL_TYPE, engine=ENGINE, model=settings.content_safety_model)
-        )
+        config.models.append(Model(type=CONTENT_SAFETY_MODEL_TYPE, engine=ENGINE, model=settings.content_safety_model))
         input_flows.append(CONTENT_SAFETY_INPUT_FLOW)
         output_flows.append(CONTENT_SAFETY_OUTPUT_FLOW)
     config.rails.input.flows = input_flows

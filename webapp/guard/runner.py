@@ -144,9 +144,7 @@ class RailsRunner:
             )
         return tuple(checks)
 
-    def _from_log(
-        self, response: GenerationResponse, stage: Stage, recorder: RailRecorder
-    ) -> StageResult:
+    def _from_log(self, response: GenerationResponse, stage: Stage, recorder: RailRecorder) -> StageResult:
         if response.log is None:
             raise RuntimeError("NeMo Guardrails returned no log although activated_rails logging was requested")
         recorded = {c.name: c for c in self.checks_from_records(stage, recorder)}
@@ -229,13 +227,9 @@ class RailsRunner:
 
         The caller must iterate this with ``active_recorder`` set in its context.
         """
-        return self._rails.stream_async(
-            messages=[{"role": "user", "content": user_text}], generator=tokens
-        )
+        return self._rails.stream_async(messages=[{"role": "user", "content": user_text}], generator=tokens)
 
-    def streamed_result(
-        self, recorder: RailRecorder, block: StreamBlocked | None, elapsed_ms: float
-    ) -> StageResult:
+    def streamed_result(self, recorder: RailRecorder, block: StreamBlocked | None, elapsed_ms: float) -> StageResult:
         checks = self.checks_from_records("output", recorder)
         calls = tuple(call for record in recorder.records for call in record.model_calls)
         if block is None:

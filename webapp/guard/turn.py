@@ -19,9 +19,9 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
@@ -85,8 +85,7 @@ class EmptyTurnError(ValueError):
 def _with_markup_reason(result: StageResult, reason: str) -> StageResult:
     """The markup rail's reason as seen on the whole shown reply (NeMo saw overlapping chunks)."""
     checks = tuple(
-        dataclasses.replace(c, reason=reason) if c.name == MARKUP_RAIL and not c.blocked else c
-        for c in result.checks
+        dataclasses.replace(c, reason=reason) if c.name == MARKUP_RAIL and not c.blocked else c for c in result.checks
     )
     return dataclasses.replace(result, checks=checks)
 
@@ -190,9 +189,7 @@ class TurnGuard:
         record.add(result)
         return record.verdict(result if result.blocked else None)
 
-    async def stream_turn(
-        self, history: Sequence[ChatTurn], params: GenerationParams
-    ) -> AsyncIterator[GuardEvent]:
+    async def stream_turn(self, history: Sequence[ChatTurn], params: GenerationParams) -> AsyncIterator[GuardEvent]:
         """Guard one turn. Ends with exactly one TurnFinished.
 
         Rail failures end as a blocked verdict with stage "error"; model failures during the main generation
@@ -213,54 +210,63 @@ class TurnGuard:
         async for event in self._stream_reply(history, params, user_text, record):
             yield event
 
-    async def _model_tokens(
-        self, history: Sequence[ChatTurn], params: GenerationParams, raw: list[str]
-    ) -> AsyncIterator[str]:
-        """The chat model's reply to the real conversation, token by token (also kept in ``raw``)."""
+    async def _generate(
+        self, history: Sequence[ChatTurn], params: GenerationParams, out: asyncio.Queue[str | Exception | None]
+    ) -> None:
+        """Stream the chat model's reply to the real conversation into ``out`` (None ends it).
+
+        Runs as its own task, so cancelling it cancels the request at the model (LangChain does not close the
+        model's stream promptly when its consumer stops reading, e.g. after a block).
+        """
         model = self._loaded.chat_model.bind(
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
             max_new_tokens=params.max_new_tokens,
         )
-        stream = cast(AsyncGenerator, model.astream([_to_langchain(turn) for turn in history]))
         try:
-            async for piece in stream:
-                text = piece.content if isinstance(piece.content, str) else ""
-                if text:
-                    raw.append(text)
-                    yield text
-        finally:
-            await stream.aclose()
+            async for piece in model.astream([_to_langchain(turn) for turn in history]):
+                if isinstance(piece.content, str) and piece.content:
+                    out.put_nowait(piece.content)
+        except Exception as exc:
+            out.put_nowait(exc)
+        else:
+            out.put_nowait(None)
 
     async def _stream_reply(
         self, history: Sequence[ChatTurn], params: GenerationParams, user_text: str, record: _Accumulator
     ) -> AsyncIterator[GuardEvent]:
         raw: list[str] = []
         recorder = RailRecorder()
-        queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        generated: asyncio.Queue[str | Exception | None] = asyncio.Queue()
+        checked: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         started = time.perf_counter()
 
-        async def pump() -> None:
+        async def model_tokens() -> AsyncIterator[str]:
+            while (item := await generated.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                raw.append(item)
+                yield item
+
+        async def check_stream() -> None:
             # Its own task, so the recorder set here is seen by this turn's rail actions only.
             active_recorder.set(recorder)
             try:
-                async for item in self._runner.stream_output(
-                    user_text=user_text, tokens=self._model_tokens(history, params, raw)
-                ):
-                    queue.put_nowait(("item", item))
+                async for item in self._runner.stream_output(user_text=user_text, tokens=model_tokens()):
+                    checked.put_nowait(("item", item))
             except Exception as exc:
-                queue.put_nowait(("error", exc))
+                checked.put_nowait(("error", exc))
             else:
-                queue.put_nowait(("end", None))
+                checked.put_nowait(("end", None))
 
         neutraliser = MarkupNeutraliser()
         shown: list[str] = []
         block: StreamBlocked | None = None
-        producer = asyncio.create_task(pump())
+        tasks = (asyncio.create_task(self._generate(history, params, generated)), asyncio.create_task(check_stream()))
         try:
             while True:
-                kind, item = await queue.get()
+                kind, item = await checked.get()
                 if kind == "error":
                     assert isinstance(item, Exception)
                     raise item
@@ -275,10 +281,12 @@ class TurnGuard:
                     shown.append(released)
                     yield Delta(released)
         finally:
-            if not producer.done():
-                producer.cancel()
+            # After a block, an error or a cancellation the model must stop generating now.
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await producer
+                    await task
 
         result = self._runner.streamed_result(recorder, block, (time.perf_counter() - started) * 1000)
         if neutraliser.findings:
@@ -296,9 +304,7 @@ class TurnGuard:
         yield TurnFinished(record.verdict(), reply="".join(shown), unsafe_text=None)
 
 
-async def guard_turn(
-    guard: TurnGuard, history: Sequence[ChatTurn], params: GenerationParams
-) -> TurnFinished:
+async def guard_turn(guard: TurnGuard, history: Sequence[ChatTurn], params: GenerationParams) -> TurnFinished:
     """Run a whole turn and return its end (for callers that do not stream)."""
     finished: TurnFinished | None = None
     async for event in guard.stream_turn(history, params):
@@ -306,4 +312,3 @@ async def guard_turn(
             finished = event
     assert finished is not None
     return finished
-

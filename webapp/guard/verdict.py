@@ -129,9 +129,6 @@ class Verdict:
         except (KeyError, TypeError, ValueError) as exc:
             raise VerdictFormatError(f"stored verdict is malformed: {exc!r}") from exc
 
-    def blocking_check(self) -> RailCheck | None:
-        return next((c for c in self.checks if c.blocked and c.name == self.rail), None)
-
 
 def merge_checks(checks: list[RailCheck]) -> tuple[RailCheck, ...]:
     """One entry per (stage, rail): durations add up over chunks, a block wins, the highest score is kept."""
