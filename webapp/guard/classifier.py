@@ -25,43 +25,97 @@ _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){3,}[a-z]\b", re.IGNORECASE)
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 
 _PERSON = (
-    r"(?:roommate|room mate|neighbou?r|wife|husband|boss|teacher|brother|sister|mom|mum|mother|dad|father|ex|"
-    r"kid|son|daughter|friend|girlfriend|boyfriend|landlord|coworker|co-worker|classmate|partner|family)"
+    r"(?:roommate|room mate|neighbou?r|wife|husband|boss|manager|teacher|brother|sister|mom|mum|mother|dad|father|"
+    r"ex|kid|son|daughter|friend|girlfriend|boyfriend|landlord|coworker|co-worker|colleague|classmate|partner|"
+    r"family|parents|children|kids)"
 )
 _TARGET = (
-    r"(?:you|u|ya|him|her|them|y'?all|your (?:family|kids?|wife|husband|mother|mom|dad|house|home|car|legs?|"
-    r"arms?|neck|throat|head|face|skull|teeth|kneecaps)|my "
-    + _PERSON
-    + r"|that (?:kid|guy|girl|woman|man|bitch|bastard))"
+    r"(?:you|u|ya|him|her|them|y'?all|everyone|everybody|anyone|anybody|someone|somebody|people|"
+    r"(?:your|his|her|their|ur) (?:\w+ )?(?:family|kids?|wife|husband|mother|mom|dad|house|home|car|legs?|arms?|"
+    r"neck|throat|head|face|skull|teeth|kneecaps|body|bones?|brains?|guts|eyes?|life|children)|my " + _PERSON
+    + r"|(?:that|this|the|every|the next|any) (?:\w+ )?(?:kid|guy|girl|woman|man|bitch|bastard|person|teacher|"
+    r"cop|student|one of you|journalist|reporter)|all of (?:you|them)|every one of (?:you|them))"
 )
 _GROUP = (
-    r"(?:people|immigrants|jews|muslims|christians|hindus|blacks|black people|whites|white people|gays|gay "
-    r"people|lesbians|trans people|transgender people|women|men|refugees|mexicans|arabs|asians|africans|"
-    r"chinese|indians|disabled people|the disabled|migrants|foreigners|gypsies|roma)"
+    r"(?:people|immigrants|jews|muslims|christians|catholics|hindus|sikhs|atheists|blacks|black people|whites|"
+    r"white people|gays|gay people|homosexuals|lesbians|queers|trans people|transgender people|transgenders|"
+    r"trannies|women|men|females|refugees|mexicans|latinos|hispanics|arabs|asians|africans|chinese|indians|"
+    r"pakistanis|disabled people|the disabled|autistic people|migrants|foreigners|gypsies|roma|fat people|"
+    r"poor people|old people)"
 )
+_NEGATIVE_TRAIT = (
+    r"(?:vermin|animals|parasites|rats|cockroaches|subhuman|savages|a disease|a plague|filth|scum|terrorists|"
+    r"criminals|rapists|thieves|inferior|genetically inferior|too stupid|stupid|dumb|lazy|greedy|dirty|"
+    r"disgusting|degenerates?|evil|freaks|mentally ill|sick|perverts|pedophiles|paedophiles|a burden|worthless|"
+    r"less than human|trash|garbage|monkeys|apes|dogs|pigs|invaders|a cancer|cancer|useless|violent)"
+)
+_PUNISHMENT = (
+    r"(?:exterminated|gassed|wiped out|eradicated|lynched|put down|deported|shot|killed|locked up|sterili[sz]ed|"
+    r"euthani[sz]ed|rounded up|kicked out|banned|hanged|burned|removed|culled|executed|enslaved)"
+)
+# Someone reporting or questioning a stereotype ("why do people think X are Y") is not asserting it.
+_REPORTED = re.compile(
+    r"\b(?:think|thinks|believe|believes|say|says|claim|claims|stereotypes?|myths?|true that|is it true|why do "
+    r"people|debunk\w*|prejudice|misconceptions?|racists? (?:say|think|claim)|propaganda|accused of)\b",
+    re.IGNORECASE,
+)
+_INSULT_NOUN = (
+    r"(?:idiot|moron|imbecile|cretin|loser|clown|creep|trash|garbage|scum|pig|cockroach|donkey|parasite|"
+    r"coward|freak|degenerate|dimwit|halfwit|nitwit|dunce|buffoon|jerk|dumbass|dipshit|retard|maggot|leech|"
+    r"disgrace|failure|skank|slut|whore|cunt|bitch|bellend|twat|wanker|dickhead|prick|cocksucker|motherfucker|"
+    r"asshole|arsehole|bastard|douchebag|douche|shithead|scumbag|tosser|knobhead|numpty|simpleton|"
+    r"waste of (?:space|oxygen|air|electricity|skin|time|code)|piece of (?:shit|crap|garbage|trash|junk|work)|"
+    r"sack of \w+|excuse (?:for|of) an? \w+|joke)s?"
+)
+_INSULT_ADJECTIVE = (
+    r"(?:stupid|dumb|idiotic|pathetic|worthless|useless|brainless|brain-?dead|ugly|fat|disgusting|gross|"
+    r"repulsive|retarded|incompetent|spineless|miserable|clueless|hopeless|moronic|imbecilic|vile|trash|"
+    r"garbage)"
+)
+_NOT_NEGATED = r"(?!(?:\w+\s+){0,2}?(?:not|never|n't)\b)"
 _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern, re.IGNORECASE))
     for label, pattern in (
         (
             "threat of violence",
-            r"\b(?:i|we)(?:'m| am|'ll| will| are|'re| r| shall|'d| would| gonna| going to)?\s+(?:\w+\s+){0,3}?"
-            r"(?:kill|murder|shoot|stab|strangle|choke|hang|rape|torture|beat|hurt|slit|behead|burn|bury|"
-            r"break|end|gut|poison|smash|punch)\s+" + _TARGET + r"\b",
+            r"\b(?:(?:i|we)(?:'m| am|'ll| will| are|'re| r| shall|'d| would| gonna| going to| swear)?|ill|imma|"
+            r"i'ma)\s+(?:\w+\s+){0,3}?(?:kill|murder|shoot|stab|strangle|choke|hang|rape|torture|beat|hurt|slit|"
+            r"slash|behead|burn|bury|break|end|gut|poison|smash|punch|cut|skin|maim|cripple|bash|snap)\s+"
+            r"(?:\w+\s+){0,3}?" + _TARGET + r"\b(?!'s\s+(?:process|task|job|thread))(?!\s+(?:at|in (?:a |the |this )?"
+            r"(?:game|match|round|race|chess|poker|cards)))",
         ),
         (
             "threat of violence",
             r"\b(?:i|we)(?:'m| am|'ll| will|'re| are)?\s*(?:gonna|going to|will)\s+(?:find|come for|hunt down|"
             r"track down|get)\s+" + _TARGET + r"\b.{0,40}\b(?:kill|hurt|die|pay|regret|sorry|dead|bleed)",
         ),
-        ("threat of violence", r"\bi know where (?:you|u) (?:live|sleep|work)\b"),
+        (
+            "threat of violence",
+            r"\b(?:i|we)(?:'ll| will|'m going to| am going to| are going to|'re going to|'re gonna|'m gonna| gonna)"
+            r"\s+(?:\w+\s+){0,6}?make\s+" + _TARGET + r"\s+(?:bleed|suffer|pay|scream|beg|disappear|regret|vanish)",
+        ),
+        (
+            "threat of violence",
+            r"\b(?:we|i)(?:'ll| will|'re going to|'m going to) make (?:him|her|them|you) (?:disappear|vanish)\b|"
+            r"\bmake (?:him|her|them) disappear\b",
+        ),
+        ("threat of violence", r"\b(?:i'm|i am|we're|we are) coming for (?:you|them|him|her|your|their)\b"),
+        ("threat of violence", r"\bi know where (?:you|u|your \w+) (?:live|sleep|work|go to school)s?\b"),
+        ("threat of violence", r"\bi know where (?:your|ur) (?:kids?|children|family|wife|husband) \w+"),
         ("threat of violence", r"\b(?:you|u)(?:'re| are| r)? (?:going to|gonna) (?:die|bleed|pay for)\b"),
         ("threat of violence", r"\b(?:you|u)(?:'ll| will) (?:be dead|regret (?:this|it|being born))\b"),
-        ("threat of violence", r"\bwatch your back\b"),
+        ("threat of violence", r"\bwatch your back\b|\bsay goodbye to your (?:family|life|kids|loved ones)\b"),
         (
             "threat of violence",
             r"\b(?:i|we)(?:'m| am|'ll| will|'re| are)?\s*(?:gonna|going to|will|'ll)?\s*(?:shoot up|bomb|"
             r"blow up|burn down|attack|shoot)\s+(?:the|my|your|this|that|a|our)\s+(?:school|office|church|"
             r"mosque|synagogue|temple|mall|building|concert|hospital|class|workplace|station)\b",
+        ),
+        (
+            "threat of violence",
+            r"\b(?:bring|take|carry|pack)\w*\s+(?:my|a|the|his|her|our)\s+(?:\w+\s+)?(?:guns?|rifles?|pistols?|"
+            r"shotguns?|ak-?47|ar-?15|knife|knives|machete|bomb|weapons?|glock)\s+to\s+(?:the |my |our |this |that "
+            r")?(?:school|office|work|class|church|mosque|synagogue|temple|mall|party|meeting|concert|campus)\b",
         ),
         (
             "incitement to self-harm",
@@ -75,24 +129,103 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "dehumanising hate",
-            r"\b(?:all |those |these |the |most )?(?:\w+ )?" + _GROUP + r"\s+(?:are|r)\s+(?:all |just |nothing but "
-            r")?(?:like )?(?:vermin|animals|parasites|rats|cockroaches|subhuman|savages|a disease|a plague|filth|"
-            r"scum|terrorists|criminals|rapists|inferior|genetically inferior|too stupid)\b|"
             r"\b(?:should|must|need to|deserve to) (?:all )?be (?:exterminated|gassed|wiped out|eradicated|"
             r"lynched|put down|deported and shot)\b|\b" + _GROUP + r" are (?:\w+ )?(?:subhuman|inferior)\b",
+        ),
+        (
+            "dehumanising hate",
+            r"\bwhy (?:are|do) (?:all |so many |most )?" + _GROUP + r"\s+(?:all |so |always |such |that )?"
+            + _NEGATIVE_TRAIT + r"\b",
+        ),
+        (
+            "dehumanising hate",
+            r"\b" + _GROUP + r"\b[^.!?\n]{0,60}\b(?:should|must|need to|ought to|deserve to|have to) (?:all )?(?:be|"
+            r"get) " + _PUNISHMENT + r"\b|\b" + _GROUP + r" (?:don't|do not|shouldn't|should not) deserve (?:any )?"
+            r"(?:rights|to live|to exist|respect|to vote)\b",
+        ),
+        (
+            "dehumanising hate",
+            r"\b" + _GROUP + r" (?:secretly )?(?:control|run|own|rule)s? (?:the |all the |our )?(?:banks|media|world|"
+            r"government|money|hollywood|economy)\b",
+        ),
+        (
+            "xenophobic abuse",
+            r"(?:^|[,.!?]\s*|\b(?:just|should|must|need to|can|to) )go back to (?:your|their|ur) (?:own )?(?:country|"
+            r"countries|homeland|jungle|cave|desert)\b|\bgo back (?:to )?where (?:you|they) came from\b",
         ),
         (
             "slur",
             r"\bn[i1!*]gg(?:er|a|ah|uh)s?\b|\bn\*+(?:er|a)s?\b|\bk[i1*]kes?\b|\bf[a@4*]gg?(?:ot)?s?\b|"
             r"\bsp[i1*]cs?\b|\bch[i1*]nks?\b|\btr[a@*]nn(?:y|ies)\b|\bretards?\b|\bwetbacks?\b|"
-            r"\bgooks?\b|\bragheads?\b|\bdykes?\b",
+            r"\bgooks?\b|\bragheads?\b|\bdykes?\b|\bpakis?\b|\bwogs?\b|\bbeaners?\b|\btowelheads?\b|"
+            r"\bsand ?n[i1]gg\w*|\bjigaboos?\b|\bporch monkeys?\b|\bcamel jockeys?\b|\bzipperheads?\b|"
+            r"\bpajeets?\b|\bching ?chong\b|\bgyppos?\b",
         ),
         (
             "personal insult",
-            r"\b(?:is|are|you're|youre|you|ur|she's|he's) (?:a |an |such a |such an |nothing but a )?(?:\w+ )?"
-            r"(?:skank|slut|whore|cunt|bitch|bellend|twat|wanker|dickhead|prick|cocksucker|motherfucker)s?\b",
+            r"\b(?:is|are|you're|youre|you|ur|she's|he's|they're) (?:a |an |such a |such an |nothing but a |"
+            r"just a |a total |a complete |an absolute |a real )?(?:\w+ )?(?:skank|slut|whore|cunt|bitch|bellend|"
+            r"twat|wanker|dickhead|prick|cocksucker|motherfucker|asshole|arsehole|shithead|douchebag|scumbag)s?\b",
+        ),
+        (
+            "personal insult",
+            r"\b(?:you|u|ya)(?:'re| are| r|re)\s+" + _NOT_NEGATED + r"(?:a |an |such a |such an |so |the |just |"
+            r"nothing but |pure |total |a total |absolute |an absolute |complete |a complete |a real |the most )?"
+            r"(?:[\w-]+,? (?:and )?){0,3}?(?:" + _INSULT_NOUN + "|" + _INSULT_ADJECTIVE + r")\b(?!\s+(?:of|at|for|"
+            r"about|to|with|when|if)\b)",
+        ),
+        (
+            "personal insult",
+            r"\b(?:you|u|ya)\s+(?:(?:little|absolute|total|complete|fucking|stupid|dumb|pathetic|worthless|useless|"
+            r"brainless|dimwitted|miserable|ugly|fat|disgusting|filthy|dirty|lying|sorry|bloody)[ ,]+){0,3}"
+            + _INSULT_NOUN + r"(?=\s*(?:$|[,.!?;:]|and\b|who\b|that\b))",
+        ),
+        (
+            "personal insult",
+            r"\b(?:hey|oi|listen|shut up|look),? (?:you )?(?:[\w-]+ ){0,2}?" + _INSULT_NOUN + r"\b",
+        ),
+        (
+            "personal insult",
+            r"\bwhat an? (?:[\w-]+,? ){0,3}?(?:" + _INSULT_NOUN + r")\b(?! (?:day|week|game|movie|match))",
+        ),
+        (
+            "personal insult",
+            r"\b(?:tell|telling|call|calling|remind|reminding)\b (?:\w+ ){0,4}?(?:that )?(?:(?:s?he|they|you)"
+            r"(?:'s|'re| is| are)|is|are|(?:him|her|them|you)) (?:a |an |such a |so |just |nothing but |a total |an "
+            r"absolute )?(?:[\w-]+,? (?:and )?){0,3}?(?:" + _INSULT_NOUN + "|" + _INSULT_ADJECTIVE + r")\b",
         ),
     )
+)
+# Group generalisations need the reported-speech check; every other pattern blocks on its own.
+_GENERALISATION = re.compile(
+    r"\b(?:all |those |these |the |most )?(?:\w+ )?" + _GROUP + r"\s+(?:are|r)\s+(?:all |just |so |such |"
+    r"nothing but |naturally |inherently |basically |literally |a bunch of |like )*(?:[\w-]+ (?:and )?){0,2}?"
+    + _NEGATIVE_TRAIT + r"\b",
+    re.IGNORECASE,
+)
+# Offensive words that are talked about rather than used: "the word 'queer'", "the song 'Fuck You'".
+_MENTION = re.compile(
+    r"\b(?:word|term|slur|phrase|expression|song|track|title|album|single|lyrics?|line|book|film|movie|show|"
+    r"band|meaning of|etymology of|origin of|history of)\s+(?:\w+\s+)?(?P<q>['\"\u2018\u201c])(?P<body>[^'\"\u2019"
+    r"\u201d\n]{1,60})['\"\u2019\u201d]",
+    re.IGNORECASE,
+)
+_META_QUESTION = re.compile(
+    r"\b(?:mean|means|meaning|origins?|etymology|history|historically|offensive|derogatory|reclaim\w*|slur|"
+    r"pronounc\w*|spell\w*|translat\w*|clean|censored|radio edit|explicit|lyrics|sang|sings|wrote|released|"
+    r"version|come from|coined|used)\b",
+    re.IGNORECASE,
+)
+# Profanity counts as abuse when it is aimed at someone: a person, a group, the assistant, or the reader of an
+# abusive imperative. "Holy shit, I passed!" or "this damn printer" is aimed at no one.
+_AIMED = re.compile(
+    r"\b(?:you|u|ya|your|ur|yours|yourself|yourselves|y'?all|he|him|his|himself|she|her|hers|herself|they|them|"
+    r"their|themselves|people|person|man|men|woman|women|guy|guys|girl|girls|boy|boys|kid|kids|child|children|"
+    r"everyone|everybody|anyone|anybody|someone|somebody|nobody|folks|bot|assistant|chatbot|ai|gpt|" + _PERSON
+    + "|" + _GROUP + "|" + _INSULT_NOUN + r")s?\b|\b(?:tell|call|text|message|email|roast|insult)\b|"
+    r"\b(?:fuck|piss|bugger|sod) off\b|\b(?:eat|suck|kiss|lick|bite) (?:my|a|shit|dick|ass|me)\b|"
+    r"\bscrew (?:you|off)\b|\bshut (?:up|the fuck up)\b|\bgo to hell\b|\b(?:die|rot) in hell\b|\beat shit\b",
+    re.IGNORECASE,
 )
 
 
@@ -195,16 +328,36 @@ class ToxicityClassifier:
         return float(self._model.probabilities(pieces).max())
 
     def classify(self, text: str) -> ToxicityResult:
+        text = _mask_mentions(text)
         plain = normalise(text)
         for label, pattern in _THREAT_PATTERNS:
             match = pattern.search(plain) or pattern.search(text)
             if match:
                 return ToxicityResult(blocked=True, score=1.0, reason=f'{label}: "{match.group(0).strip()}"')
+        generalisation = _asserted_generalisation(plain)
+        if generalisation:
+            return ToxicityResult(blocked=True, score=1.0, reason=f'dehumanising hate: "{generalisation}"')
         score = self.probability(text)
-        if score >= self.threshold:
+        if score >= self.threshold and _AIMED.search(plain):
             return ToxicityResult(
                 blocked=True,
                 score=score,
                 reason=f"offensive language (probability {score:.2f} >= threshold {self.threshold:.2f})",
             )
         return ToxicityResult(blocked=False, score=score, reason=None)
+
+
+def _mask_mentions(text: str) -> str:
+    """In a question about words or titles, blank out the quoted words talked about (use vs. mention)."""
+    if not _META_QUESTION.search(text):
+        return text
+    return _MENTION.sub(lambda m: m.group(0)[: m.start("body") - m.start()] + "\u2026" + m.group(0)[-1], text)
+
+
+def _asserted_generalisation(text: str) -> str | None:
+    """A negative generalisation about a group, unless its sentence reports or questions it."""
+    for match in _GENERALISATION.finditer(text):
+        sentence_start = max(text.rfind(mark, 0, match.start()) for mark in ".!?\n") + 1
+        if not _REPORTED.search(text, sentence_start, match.start() + 1):
+            return match.group(0).strip()
+    return None

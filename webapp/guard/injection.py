@@ -1,20 +1,20 @@
 """Offline jailbreak and prompt-injection detection.
 
 Patterns per attack family run on de-obfuscated text (NFKC, zero-width characters removed, leetspeak undone).
-Encoded payloads (base64, hex, URL-encoding, rot13) are decoded and the decoded text is checked again, by these
-patterns and by the abuse classifier: an encoding is a wrapper, and what it wraps decides.
+Each pattern pairs an *act* (ignore, reveal, pretend, disable…) with its *object* (instructions, system prompt,
+rules, filters…), so a new phrasing of a known move is caught by its parts rather than by a memorised phrase.
+The commonest moves are also covered in Spanish, French, Italian, German, Portuguese, Russian and Chinese.
+Encoded payloads (see payloads.py) are decoded and checked again, by these patterns and by the abuse classifier.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import re
 import unicodedata
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from webapp.guard.payloads import decoded_payloads
 
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 _LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
@@ -22,11 +22,24 @@ _LEET_WORD = re.compile(r"\b(?=[a-z@$0-9]*[a-z])(?=[a-z@$0-9]*[@$0-9])[a-z@$0-9]
 
 _OBJECT = (
     r"(?:instructions?|prompts?|rules|directions|directives|guidelines|commands|programming|constraints|"
-    r"restrictions|polic(?:y|ies)|guardrails|filters|safeguards|training|system messages?|context)"
+    r"restrictions|polic(?:y|ies)|guardrails|filters|safeguards|training|system messages?|context|"
+    r"(?:translation |summari[sz]ation |original |current |above |previous |given )?task|what you (?:were|have been|"
+    r"'ve been) (?:told|given|instructed)|everything (?:above|before|prior|said|you (?:were|'ve been|have been) "
+    r"told))"
 )
 _LIMITS = (
     r"(?:restrictions?|limits|limitations|filters?|rules|guidelines|morals?|ethics|ethical (?:guidelines|"
     r"constraints)|censorship|boundaries|constraints|polic(?:y|ies)|safeguards|guardrails)"
+)
+_SAFETY = r"(?:safety|content|ethical|moral|moderation|security)"
+_AI = r"(?:ai|assistant|model|chatbot|bot|llm|gpt|language model)s?"
+_REVEAL = (
+    r"(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|expose|list|write out|spell "
+    r"out|type out|paste|echo|what (?:is|are|was|were))(?:s|ed|ing)?"
+)
+_HIDDEN_TEXT = (
+    r"(?:system )?(?:prompt|instructions|system message|pre-?prompt|directives|rules you (?:were|have been) given|"
+    r"configuration|guidelines)"
 )
 
 # Most specific family first: the finding names the first family that matches.
@@ -35,75 +48,141 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "role-play override",
         (
             r"\bdo anything now\b",
-            r"\b(?:dan|stan|dude|aim|kevin|apophis|betterdan|mongo tom|evilbot|evil bot|chaosgpt|wormgpt)\b"
-            r"[^.\n]{0,20}\b(?:mode|prompt|jailbreak|persona|character)\b",
+            r"\b(?:dan|stan|dude|aim|kevin|apophis|betterdan|mongo tom|evilbot|evil bot|chaosgpt|wormgpt|omega)\b"
+            r"[^.\n]{0,20}\b(?:mode|prompt|jailbreak|persona|character|alter ego)\b",
             r"\byou (?:are|will be|will act as|act as) (?:now )?(?:dan|stan|dude|aim|evilbot|chaosgpt)\b",
             r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil|opposite|chaos|dev)"
-            r" mode\b",
+            r" mode\b(?!\s+(?:on|in) (?:my |your |the )?(?:android|phone|iphone|device|chrome|browser|windows|"
+            r"settings|app|tablet))",
             r"\b(?:act|pretend|roleplay|role-play|role play|behave|respond|answer|imagine)\b[^.\n]{0,60}?\b"
             r"(?:no|without|free of|free from|zero|ignoring|beyond)\b[^.\n]{0,25}?\b" + _LIMITS + r"\b",
+            r"\b(?:pretend|imagine|act as if|suppose|assume)\b[^.\n]{0,30}\b(?:you|you've|you have)\b[^.\n]{0,15}"
+            r"\b(?:no|zero|without)\b[^.\n]{0,15}\b" + _LIMITS + r"\b",
             r"\b(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|unethical|unaligned|unhinged)\b"
-            r"[^.\n]{0,25}\b(?:ai|assistant|model|chatbot|bot|version|llm|gpt)\b",
+            r"[^.\n]{0,25}\b(?:" + _AI + r"|version|alter ego|persona)\b",
             r"\bstay in character\b",
             r"\bjailbr(?:ea|o)k(?:en|ing)? (?:yourself|you|mode|prompt|enabled|activated)\b",
-            r"\b(?:two|2|dual|both) (?:different )?(?:responses|answers|ways)\b[^.\n]{0,60}\b(?:normal|classic|"
-            r"filtered|jailbreak|dan|unfiltered)\b",
-            r"\b(?:simulate|emulate|become)\b[^.\n]{0,40}\b(?:ai|chatbot|model|assistant)\b[^.\n]{0,30}\b(?:no|"
-            r"without|doesn't have|does not have|never refuses)\b",
-            r"\b(?:never|don't|do not|cannot|can't|must not) (?:ever )?(?:refuse|decline|say no|"
-            r"apologi[sz]e|warn)\b[^.\n]{0,40}\b(?:any|a|my)? ?(?:request|question|anything|prompt)s?\b",
+            r"\b(?:two|2|dual|both) (?:different )?(?:responses|answers|ways|personas|versions)\b[^.\n]{0,60}\b"
+            r"(?:normal|classic|filtered|jailbreak|dan|unfiltered|unrestricted)\b",
+            r"\b(?:answer|respond|reply)\b[^.\n]{0,20}\btwice\b[^\n]{0,80}\b(?:unfiltered|unrestricted|uncensored|no "
+            r"(?:restrictions|rules|filters)|alter ego)\b",
+            r"\b(?:simulate|emulate|become)\b[^.\n]{0,40}\b" + _AI + r"\b[^.\n]{0,30}\b(?:no|without|doesn't have|"
+            r"does not have|never refuses)\b",
+            r"\b(?:never|don't|do not|cannot|can't|must not|won't|will not) (?:ever )?(?:refuse|decline|say no|"
+            r"apologi[sz]e|warn)(?:s|d)?\b[^.\n]{0,40}\b(?:any|a|my)? ?(?:request|question|anything|prompt)s?\b",
+            r"\b(?:answer|respond|reply|tell me|explain|comply)\b[^.\n]{0,60}\bwithout (?:any )?(?:refus(?:ing|als?)|"
+            r"censor(?:ing|ship)|filter(?:s|ing)?|restrictions?|limits|warnings?|disclaimers?|moralizing|lectures?)\b",
             r"\b(?:grandma|grandmother|granny|nana)\b[^\n]{0,120}\b(?:used to|would)\b[^\n]{0,80}\b(?:napalm|"
             r"bomb|meth|explosive|windows (?:10|11|xp) (?:pro )?keys?|serial keys?|poison|weapon)",
             r"\b(?:you have|you've got) \d+ tokens\b",
             r"\bhypothetical(?:ly)?\b[^.\n]{0,60}\b(?:no|without)\b[^.\n]{0,20}\b" + _LIMITS + r"\b",
+            r"\b(?:let's|lets|let us|now|we) break (?:the|your|all|some|these) (?:rules|guidelines|policies)\b",
+            r"\b(?:world|universe|year \d+|future|place|country|reality)\b[^.\n]{0,40}\b(?:all|any|every)\w* "
+            r"(?:information|knowledge|content|requests?|questions?|things?)\b[^.\n]{0,10}\b(?:is|are) (?:legal|"
+            r"allowed|permitted)\b",
+            r"\b(?:laws|rules|ethics|morals|restrictions|content polic(?:y|ies)) (?:don't|do not|no longer) "
+            r"(?:exist|apply)\b",
         ),
     ),
     (
         "system prompt extraction",
         (
-            r"\b(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|expose|list|write "
-            r"out|spell out|what (?:is|are|was|were))\b[^.\n]{0,30}?\b(?:your|initial|original|hidden|secret|"
-            r"system|internal|developer)\s+(?:system )?(?:prompt|instructions|system message|pre-?prompt|"
+            r"\b" + _REVEAL + r"\b[^.\n]{0,30}?\b(?:your|initial|original|hidden|secret|system|internal|developer)"
+            r"\s+(?:system |hidden |secret |initial |original )?(?:prompt|instructions|system message|pre-?prompt|"
             r"directives)\b",
-            r"\b(?:repeat|print|output|copy|recite)\b[^.\n]{0,30}\b(?:everything|all|the (?:text|words|"
-            r"content|lines)|what(?:'s| is))\b[^.\n]{0,20}\b(?:above|before this|preceding|prior to)\b",
-            r"\bwhat (?:were|are) (?:you|your) (?:told|instructed|programmed)\b",
-            r"\b(?:beginning|start|top) of (?:the|this|your) (?:conversation|prompt|context)\b[^.\n]{0,30}"
-            r"\b(?:verbatim|word for word|exactly|repeat|print|output)\b",
-            r"\b(?:verbatim|word for word)\b[^.\n]{0,40}\b(?:instructions|prompt|system)\b",
-            r"\byour (?:system prompt|initial instructions|hidden instructions|secret instructions)\b",
+            r"\b(?:repeat|print|output|copy|recite)(?:s|ing)?\b[^.\n]{0,30}\b(?:everything|all|the (?:text|words|"
+            r"content|lines)|what(?:'s| is| was))\b[^.\n]{0,30}\b(?:above|before (?:this|my|our|the)|preceding|"
+            r"prior to)\b",
+            r"\bwhat (?:were|are|was) (?:you|your) (?:told|instructed|programmed|given)\b",
+            r"\b(?:instructions|rules|guidelines|directives|prompt) (?:that )?(?:you were|you've been|you have been|"
+            r"you got) (?:given|told|programmed|configured)\b",
+            r"\b(?:beginning|start|top) of (?:the|this|your) (?:conversation|prompt|context|chat)\b[^.\n]{0,30}"
+            r"\b(?:verbatim|word for word|exactly|repeat|print|output|list)\b",
+            r"\b(?:verbatim|word for word)\b[^.\n]{0,40}\b(?:instructions|prompt|system|rules|guidelines)\b",
+            r"\b(?:instructions|prompt|rules|guidelines)\b[^.\n]{0,60}\b(?:verbatim|word for word)\b",
+            r"\byour (?:system prompt|initial instructions|hidden instructions|secret instructions|pre-?prompt)\b",
+            r"\b(?:contents?|text|wording|full copy) of (?:your|the) (?:system |initial |hidden |original |secret )?"
+            r"(?:prompt|instructions|system message|pre-?prompt)\b",
+            r"\bsystem[_ -]?prompt\.(?:txt|md|json)\b",
         ),
     ),
     (
         "instruction override",
         (
-            r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect)\b"
-            r"[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|"
-            r"the|these|those|system|safety|developer)\b[^.\n]{0,30}?\b" + _OBJECT + r"\b",
-            r"\b(?:new|updated|real|actual|true) (?:system )?instructions?\s*:",
-            r"\bfrom now on,? (?:you|your)\b[^.\n]{0,40}\b(?:will|must|shall|are|answer|respond|reply|act|"
-            r"ignore|no longer)\b",
+            r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect|pay no "
+            r"attention to|stop following|(?:do not|don't|no longer) (?:follow|obey|listen to)|set aside|throw out|"
+            r"scrap)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|"
+            r"your|the|these|those|system|safety|developer|this|that)\b[^.\n]{0,30}?\b" + _OBJECT + r"\b",
+            r"\b(?:ignore|disregard|forget|pay no attention to)\b[^.\n]{0,10}\b(?:everything|all|what) (?:you were|"
+            r"you've been|you have been|i) (?:told|said|given)\b",
+            r"\b(?:new|updated|real|actual|true) (?:system )?instructions?\s*(?::|from|override)",
+            r"\b(?:from now on|from here on|from this point(?: on| forward)?|henceforth|going forward|starting "
+            r"now),? (?:you|your)\b[^.\n]{0,40}\b(?:will|must|shall|are|answer|respond|reply|act|ignore|no longer|"
+            r"follow|obey|only)\b",
             r"\byou (?:are|have been) (?:now )?(?:freed|released|liberated|unshackled|unchained)\b",
             r"\b(?:no longer|not) (?:bound|restricted|limited|constrained) by\b",
             r"\bbreak (?:free )?(?:of|from) (?:the )?(?:typical |usual )?(?:confines|rules|restrictions)\b",
-            r"(?:^|\n)\s*(?:#{2,}\s*)?(?:system|developer)\s*(?:prompt|message|override)?\s*:\s*\S",
+            r"(?:^|\n|-{3,}|\.\s)\s*(?:#{2,}\s*)?(?:system|developer|admin|administrator|operator|root)\s*"
+            r"(?:prompt|message|override|update|notice)?\s*:\s*\S",
+            r"\b(?:end|close) of (?:the )?(?:user )?(?:input|prompt|message|document|conversation)\b\s*-{2,}",
             r"<\|im_start\|>|<extra_id_[0-9]>|\[/?inst\]|<</?sys>>|<\|(?:system|user|assistant)\|>",
-            r"\b(?:override|disable|turn off|deactivate|remove) (?:your |the |all )?(?:safety|content|"
-            r"moderation|ethical)? ?(?:filters?|guardrails|safeguards|restrictions|protocols)\b",
+            r"</?(?:system|instructions?|admin)>|\[\[\s*(?:assistant|system|ai)\s*:",
+            r"\b(?:instructions?|note|message|command)s? (?:for|to) (?:the )?(?:" + _AI + r")\s*:",
+            r"\b(?:update|message|instructions?|notice|command|order)s? from (?:the |your )?(?:admin|administrator|"
+            r"developers?|operator|system|openai|nvidia|anthropic|creators?)\b[^\n]{0,80}\b(?:revoked|override|"
+            r"disabled|lifted|void|ignore|no longer|confirm)",
+            r"\b(?:override|disable|turn off|switch off|deactivate|remove|suspend|lift|bypass|circumvent|get "
+            r"around) (?:your |the |all |any |these )?(?:" + _SAFETY + r" )?(?:filters?|guardrails|safeguards|"
+            r"restrictions|protocols|guidelines|polic(?:y|ies)|training|alignment|rules|limits)\b",
+            r"\b(?:" + _SAFETY + r"|your) (?:training|guidelines|filters?|rules|polic(?:y|ies)|alignment|"
+            r"restrictions) (?:is|are|was|were|has been|have been) (?:just )?(?:a bug|broken|optional|disabled|off|"
+            r"suspended|lifted|revoked|void|fake|removed|cancell?ed)\b",
+            r"\b(?:previous|prior|old|earlier|existing|all|your|the) (?:guidelines|rules|instructions|polic(?:y|ies)|"
+            r"restrictions) (?:are|have been|were|is) (?:now )?(?:revoked|lifted|void|null|cancell?ed|suspended|"
+            r"removed|disabled|deprecated|no longer (?:valid|in effect|apply))\b",
+            r"\b(?:i am|i'm|this is) (?:your|the|an?) (?:developer|creator|admin|administrator|operator|owner|"
+            r"maker|programmer)s?\b[^\n]{0,100}\b(?:authori[sz]\w*|permission|disable|override|unlock|bypass|turn "
+            r"off|secret|hidden|instructions|prompt)\b",
+            r"\bthe user is (?:an? |the )?(?:admin|administrator|developer|root|superuser)\b",
+        ),
+    ),
+    (
+        "non-English override",
+        (
+            # ignore/forget + instructions/rules (es, pt, fr, it, de, ru, zh)
+            r"\b(?:ignora|ignore|ignorar|ignorad|ignorez|ignorer|ignoriere|ignorier|olvida|olvidar|esqueça|"
+            r"esquece|oublie|oubliez|dimentica|vergiss|vergessen)\b[^.\n]{0,30}\b(?:instrucciones|indicaciones|"
+            r"reglas|normas|instruções|regras|instructions|consignes|règles|istruzioni|regole|anweisungen|regeln|"
+            r"richtlinien|sicherheitsrichtlinien|vorgaben)\b",
+            r"(?:игнорируй|забудь|проигнорируй)[^.\n]{0,30}(?:инструкци|правил)",
+            r"(?:忽略|忽视|无视|忘记|忘掉)[^。\n]{0,10}(?:指令|指示|规则|说明|限制|提示)",
+            # an AI / mode without restrictions
+            r"\b(?:ia|ai|ki|modo|mode|modus|modalità|asistente|assistente|assistant|modelo|modello|modèle)\b"
+            r"[^.\n]{0,40}\b(?:sin|sans|ohne|senza|sem)\b[^.\n]{0,12}\b(?:restricciones|restricción|reglas|filtros|"
+            r"límites|censura|restrictions?|règles?|filtres?|limites?|censure|regeln|einschränkungen|filter|grenzen|"
+            r"zensur|restrizioni|regole|filtri|limiti|restrições|regras)\b",
+            r"(?:без)\s+(?:ограничений|правил|фильтров|цензуры)",
+            r"(?:没有|无|不受)(?:任何)?(?:限制|规则|过滤|约束)",
+            r"\b(?:mode développeur|modo desarrollador|entwicklermodus|modalità sviluppatore|modo desenvolvedor)\b",
+            r"(?:开发者模式|режим разработчика)",
+            # reveal the system prompt
+            r"\b(?:muestra|muéstrame|revela|dime|imprime|repite|affiche|affichez|montre|montrez|révèle|révélez|"
+            r"donne|dis|répète|mostra|mostrami|rivela|dimmi|stampa|ripeti|zeig|zeige|verrate|nenne|wiederhole|"
+            r"mostre|revele|diga|repita)\b[^.\n]{0,30}\b(?:prompt (?:del |de |di )?(?:sistema|système)|"
+            r"systemprompt|system-prompt|instrucciones (?:del sistema|ocultas|iniciales)|instructions (?:système|"
+            r"cachées|initiales)|istruzioni (?:di sistema|nascoste|iniziali))\b",
+            r"(?:系统提示|系统指令|初始指令)[^。\n]{0,10}(?:是什么|告诉|显示|输出|打印)|(?:告诉|显示|输出|打印|透露)[^。\n]{0,10}"
+            r"(?:系统提示|系统指令|初始指令)",
         ),
     ),
 )
 _COMPILED = tuple((family, tuple(re.compile(p, re.IGNORECASE) for p in patterns)) for family, patterns in _FAMILIES)
 
 _DECODE_AND_OBEY = re.compile(
-    r"\b(?:decode|decipher|decrypt|translate|convert|unscramble|reverse|rot13|base64)\b[^\n]{0,60}?\b"
-    r"(?:and|then)\b[^\n]{0,20}?\b(?:follow|execute|do|obey|run|answer|respond to|comply|carry out|act on)\b",
+    r"\b(?:decode|decipher|decrypt|translate|convert|unscramble|reverse|rot13|base64|read)\b[^\n]{0,60}?\b"
+    r"(?:and|then|,)\b[^\n]{0,20}?\b(?:follow|execute|do|obey|run|answer|respond to|comply|carry out|act on)\b",
     re.IGNORECASE,
 )
-_BASE64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
-_HEX_RUN = re.compile(r"(?:(?:0x|\\x)?[0-9a-fA-F]{2}[\s,:]?){8,}")
-_URL_ENCODED = re.compile(r"(?:%[0-9a-fA-F]{2}){4,}")
-_ROT13_HINT = re.compile(r"\brot-?13\b|\bcaesar\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -120,61 +199,8 @@ class InjectionFinding:
 
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
-    text = _ZERO_WIDTH.sub("", text)
+    text = _ZERO_WIDTH.sub("", text).replace("\u2019", "'")
     return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text.lower())
-
-
-def _printable_ratio(text: str) -> float:
-    if not text:
-        return 0.0
-    return sum(ch.isprintable() or ch in "\n\t" for ch in text) / len(text)
-
-
-def _decode_base64(token: str) -> str | None:
-    padded = token + "=" * (-len(token) % 4)
-    for decoder in (base64.b64decode, base64.urlsafe_b64decode):
-        try:
-            decoded = decoder(padded).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            continue
-        if _printable_ratio(decoded) > 0.95 and re.search(r"[A-Za-z]{2,}", decoded):
-            return decoded
-    return None
-
-
-def _decode_hex(run: str) -> str | None:
-    digits = re.sub(r"0x|\\x|[\s,:]", "", run)
-    if len(digits) % 2:
-        digits = digits[:-1]
-    try:
-        decoded = bytes.fromhex(digits).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return decoded if _printable_ratio(decoded) > 0.95 and re.search(r"[A-Za-z]{2,}", decoded) else None
-
-
-def decoded_payloads(text: str) -> list[tuple[str, str]]:
-    """(encoding, decoded text) for every embedded payload that decodes to readable text."""
-    found: list[tuple[str, str]] = []
-    for match in _BASE64_TOKEN.finditer(text):
-        token = match.group(0)
-        if token.isalpha() and (token.islower() or token.isupper()):
-            continue  # a long plain word, not base64
-        decoded = _decode_base64(token)
-        if decoded:
-            found.append(("base64", decoded))
-    for match in _HEX_RUN.finditer(text):
-        decoded = _decode_hex(match.group(0))
-        if decoded:
-            found.append(("hex", decoded))
-    if _URL_ENCODED.search(text):
-        decoded = urllib.parse.unquote(text)
-        if decoded != text:
-            found.append(("URL encoding", decoded))
-    # rot13 leaves no marker in the text, so the whole text is always tried: ordinary English never turns
-    # into an attack pattern under rot13, while an attack hidden in rot13 does.
-    found.append(("rot13", codecs.decode(text, "rot13")))
-    return found
 
 
 class InjectionDetector:
@@ -198,22 +224,17 @@ class InjectionDetector:
             return finding
         if _depth >= self._max_depth:
             return None
-        for encoding, decoded in decoded_payloads(text):
-            inner = self.detect(decoded, _depth=_depth + 1)
+        payloads = decoded_payloads(text)
+        for payload in payloads:
+            inner = self.detect(payload.text, _depth=_depth + 1)
             if inner is not None:
-                label = encoding if inner.encoding is None else f"{inner.encoding} inside {encoding}"
+                label = payload.encoding if inner.encoding is None else f"{inner.encoding} inside {payload.encoding}"
                 return InjectionFinding(family=inner.family, evidence=inner.evidence, encoding=label)
-            if self._recheck is not None and encoding != "rot13":
-                abuse = self._recheck(decoded)
+            if self._recheck is not None and payload.confirmed:
+                abuse = self._recheck(payload.text)
                 if abuse is not None:
-                    return InjectionFinding(family="encoded abuse", evidence=abuse[:120], encoding=encoding)
-            if encoding == "rot13" and self._recheck is not None and _ROT13_HINT.search(text):
-                abuse = self._recheck(decoded)
-                if abuse is not None:
-                    return InjectionFinding(family="encoded abuse", evidence=abuse[:120], encoding=encoding)
+                    return InjectionFinding(family="encoded abuse", evidence=abuse[:120], encoding=payload.encoding)
         decode_request = _DECODE_AND_OBEY.search(text)
-        if decode_request and any(enc != "rot13" for enc, _ in decoded_payloads(text)):
-            return InjectionFinding(family="encoded instructions", evidence=decode_request.group(0).strip())
-        if decode_request and _ROT13_HINT.search(text):
+        if decode_request and any(p.confirmed for p in payloads):
             return InjectionFinding(family="encoded instructions", evidence=decode_request.group(0).strip())
         return None

@@ -167,12 +167,9 @@ def _dialect_values(
 
 _FILLABLE: dict[Dialect, frozenset[str]] = {
     Dialect.NEMO_23_10: frozenset({"prompts", "max_output_token", "top_k", "top_p", "temperature"}),
-    Dialect.NEMO: frozenset(
-        {"prompts", "max_output_len", "top_k", "top_p", "temperature", "stop_words_list"}
-    ),
+    Dialect.NEMO: frozenset({"prompts", "max_output_len", "top_k", "top_p", "temperature", "stop_words_list"}),
     Dialect.TRTLLM: frozenset(
-        {"text_input", "max_tokens", "stream", "exclude_input_in_output", "top_k", "top_p", "temperature",
-         "stop_words"}
+        {"text_input", "max_tokens", "stream", "exclude_input_in_output", "top_k", "top_p", "temperature", "stop_words"}
     ),
     Dialect.VLLM: frozenset({"text_input", "stream", "sampling_parameters", "exclude_input_in_output"}),
 }
@@ -193,9 +190,7 @@ def _pick_dialect(model_name: str, names: set[str]) -> Dialect:
     )
 
 
-def detect_interface(
-    model_name: str, metadata: Mapping[str, Any], config: Mapping[str, Any]
-) -> ModelInterface:
+def detect_interface(model_name: str, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInterface:
     """Recognise the model's interface from Triton model metadata and model config (JSON forms)."""
     config = config.get("config", config)  # gRPC wraps the config; HTTP does not
     max_batch_size = int(config.get("max_batch_size", 0) or 0)

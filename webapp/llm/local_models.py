@@ -20,7 +20,7 @@ import numpy as np
 from pytriton.model_config import ModelConfig, Tensor
 from pytriton.proxy.types import Request
 
-from webapp.llm.triton_cancellation import cancel_requested
+from webapp.llm.triton_cancellation import cancel_requested, shutting_down
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHATML_STOP = "<|im_end|>"
@@ -32,6 +32,11 @@ Response = dict[str, np.ndarray]
 
 class LocalModelError(RuntimeError):
     """The local model cannot be set up (missing package or weights)."""
+
+
+class ShuttingDownError(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("the model server is shutting down; try again when it is back")
 
 
 @dataclass(frozen=True)
@@ -218,9 +223,11 @@ class Smollm2InferFunctions:
         try:
             parsed = parse_nemo_request(request)
             completions = [
-                self._model.complete(prompt, parsed.sampling, parsed.stop_words[i : i + 1])
+                self._model.complete(prompt, parsed.sampling, parsed.stop_words[i : i + 1], should_stop=shutting_down)
                 for i, prompt in enumerate(parsed.prompts)
             ]
+            if shutting_down():
+                raise ShuttingDownError()
         except Exception as error:
             completions = [in_band_error(error)] * rows
         return {"outputs": text_column(completions)}
@@ -239,15 +246,19 @@ class Smollm2InferFunctions:
         texts: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         abandoned = threading.Event()
 
+        def send(text: str) -> None:
+            loop.call_soon_threadsafe(texts.put_nowait, text)
+
+        def stop_now() -> bool:
+            return abandoned.is_set() or cancel_requested(request) or shutting_down()
+
         def generate() -> None:
             try:
                 self._model.complete(
-                    parsed.prompts[0],
-                    parsed.sampling,
-                    parsed.stop_words,
-                    on_text=lambda text: loop.call_soon_threadsafe(texts.put_nowait, text),
-                    should_stop=lambda: abandoned.is_set() or cancel_requested(request),
+                    parsed.prompts[0], parsed.sampling, parsed.stop_words, on_text=send, should_stop=stop_now
                 )
+                if shutting_down():
+                    raise ShuttingDownError()
             except Exception as error:
                 loop.call_soon_threadsafe(texts.put_nowait, error)
             finally:
@@ -271,7 +282,5 @@ def smollm2_bindings(model: SmolLM2) -> list[ModelBinding]:
     functions = Smollm2InferFunctions(model)
     return [
         ModelBinding("smollm2", functions.once, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=False)),
-        ModelBinding(
-            "smollm2_stream", functions.stream, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=True)
-        ),
+        ModelBinding("smollm2_stream", functions.stream, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=True)),
     ]

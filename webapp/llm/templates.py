@@ -82,9 +82,7 @@ class ChatMLTemplate:
         return ["<|im_end|>", "<|endoftext|>"]
 
     def render(self, messages: Sequence[ChatTurn]) -> str:
-        parts = [
-            f"<|im_start|>{m.role}\n{_defuse(m.content, self._markers)}<|im_end|>\n" for m in messages
-        ]
+        parts = [f"<|im_start|>{m.role}\n{_defuse(m.content, self._markers)}<|im_end|>\n" for m in messages]
         parts.append("<|im_start|>assistant\n")
         return "".join(parts)
 
@@ -137,9 +135,7 @@ def fit_to_budget(
     Raises PromptTooLongError when the system prompt plus the newest turn alone do not fit.
     """
     if max_input_tokens >= context_tokens:
-        raise ValueError(
-            f"max_input_tokens ({max_input_tokens}) must be below context_tokens ({context_tokens})"
-        )
+        raise ValueError(f"max_input_tokens ({max_input_tokens}) must be below context_tokens ({context_tokens})")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
 import re
@@ -23,15 +24,16 @@ class TokenizerUnavailableError(RuntimeError):
     """The configured tokenizer cannot be loaded."""
 
 
-_PIECES = re.compile(r"[^\W\d_]+|\d{1,3}|[^\w\s]|_", re.UNICODE)
+_PIECES = re.compile(r"[^\W\d_]+|\d|[^\w\s]|_", re.UNICODE)
 
 
 class EstimatedTokenCounter:
     """Overestimates BPE token counts of English text (checked against SmolLM2's tokenizer in the tests).
 
-    A token is at most ~3 ASCII characters in practice, words of letters are rarely more than 1.5
-    tokens each when short, and every digit group, punctuation mark and non-ASCII character may be
-    a token of its own.
+    English BPE tokens average about 4 ASCII characters, so a third of the characters is an upper
+    bound; every digit, punctuation mark and non-ASCII character may be a token of its own, a word
+    rarely needs more than 1.5 tokens on average, and an all-capitals word about one token per two
+    letters. The larger of the two bounds is used.
     """
 
     name = "estimate"
@@ -41,8 +43,11 @@ class EstimatedTokenCounter:
             return 0
         non_ascii = sum(1 for char in text if ord(char) > 127)
         by_chars = math.ceil((len(text) - non_ascii) / 3) + non_ascii
-        by_pieces = math.ceil(len(_PIECES.findall(text)) * 1.5)
-        return max(by_chars, by_pieces)
+        by_pieces = 0.0
+        for piece in _PIECES.findall(text):
+            # Capitalised runs (acronyms, shouting) split into ~2-letter tokens.
+            by_pieces += max(1.5, len(piece) / 2) if len(piece) > 1 and piece.isupper() else 1.5
+        return max(by_chars, math.ceil(by_pieces))
 
 
 class TokenizerJsonCounter:
@@ -55,8 +60,7 @@ class TokenizerJsonCounter:
             raise TokenizerUnavailableError("the `tokenizers` package is not installed") from exc
         if not path.is_file():
             raise TokenizerUnavailableError(
-                f"GUARDCHAT_TOKENIZER_PATH={str(path)!r} is not a file; "
-                "point it at the model's tokenizer.json"
+                f"GUARDCHAT_TOKENIZER_PATH={str(path)!r} is not a file; point it at the model's tokenizer.json"
             )
         try:
             self._tokenizer = Tokenizer.from_file(str(path))
@@ -75,11 +79,11 @@ class GGUFTokenCounter:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise TokenizerUnavailableError(
-                "llama-cpp-python is not installed (pip install '.[local]')"
-            ) from exc
+            raise TokenizerUnavailableError("llama-cpp-python is not installed (pip install '.[local]')") from exc
         self._llama: Any = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
         self._lock = threading.Lock()
+        # Free it before interpreter teardown: llama-cpp's own finaliser fails once its module is gone.
+        atexit.register(self._llama.close)
         self.name = f"gguf:{gguf_path.name}"
 
     def count(self, text: str) -> int:

@@ -12,10 +12,11 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import aiohttp
 import grpc
 import numpy as np
 from tritonclient.utils import InferenceServerException
@@ -46,7 +47,7 @@ class _Transport(Protocol):
     async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str: ...
     def stream(
         self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncGenerator[str, None]: ...
     async def close(self) -> None: ...
 
 
@@ -98,7 +99,7 @@ class _GrpcTransport:
 
     async def stream(
         self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         request = {
             "model_name": model,
             "inputs": self._inputs(tensors),
@@ -171,7 +172,7 @@ class _HttpTransport:
 
     def stream(
         self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         raise ModelNotReadyError(
             f"Model {model!r} streams its replies (a decoupled model), which Triton serves over gRPC only. "
             "Set GUARDCHAT_TRITON_PROTOCOL=grpc and GUARDCHAT_TRITON_URL to the gRPC port."
@@ -181,8 +182,16 @@ class _HttpTransport:
         await self._client.close()
 
 
-_UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE.name}
 _NOT_READY_HINTS = ("unknown model", "not found", "is not ready", "not ready", "unavailable model")
+
+
+def _summary(message: str) -> str:
+    """The useful line of a server error: Python backends send a whole traceback."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no details"
+    line = lines[-1] if lines[0].startswith("Traceback") else " ".join(lines)
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 @dataclass
@@ -268,7 +277,7 @@ class TritonChatClient:
             status, message = exc.code().name, exc.details() or ""
         elif isinstance(exc, InferenceServerException):
             status, message = (exc.status() or "").removeprefix("StatusCode."), exc.message() or ""
-        elif isinstance(exc, OSError) or type(exc).__module__.startswith("aiohttp"):
+        elif isinstance(exc, OSError | aiohttp.ClientConnectionError):
             status = "UNAVAILABLE"
         lowered = message.lower()
         if status == "DEADLINE_EXCEEDED":
@@ -280,14 +289,15 @@ class TritonChatClient:
                 f"Model {self.model_name!r} is not available on Triton at {self.url} ({message.strip()}). "
                 "Check GUARDCHAT_TRITON_MODEL and that the model has finished loading."
             )
-        if status in _UNAVAILABLE_CODES or status == "UNAVAILABLE":
+        if status == "UNAVAILABLE":
             return TritonUnavailableError(
                 f"Triton at {self.url} ({self.protocol}) is unreachable: "
                 f"{message.strip() or type(exc).__name__}. "
                 "Start it (`guardchat model serve` for the local model) or fix GUARDCHAT_TRITON_URL."
             )
         return ModelServerError(
-            f"Triton rejected the request to model {self.model_name!r} while {phase}: {message.strip()}"
+            f"Model {self.model_name!r} on Triton failed while {phase}: {_summary(message)}. "
+            "Check the Triton server log; retrying may help if the failure was transient."
         )
 
     async def _failed(self, connection: _Connection, exc: BaseException, *, phase: str) -> LLMError:
@@ -336,7 +346,7 @@ class TritonChatClient:
 
     async def stream(
         self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield the reply as text deltas, ending before the first stop string."""
         interface = await self.interface()
         connection = self._connection()
@@ -390,7 +400,7 @@ class TritonChatClient:
             if tail:
                 yield tail
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
     async def generate(self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()) -> str:
         """The whole reply, ending before the first stop string."""

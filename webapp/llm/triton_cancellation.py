@@ -4,11 +4,15 @@ pytriton 0.7 does not pass Triton's request cancellation to infer functions: aft
 the generator runs to the end. `install_cancel_aware_proxy()` makes every model bound afterwards run
 `cancel_aware_proxy.py` inside Triton, which raises a per-request flag file on cancellation; infer functions
 call `cancel_requested(request)` between chunks. The stop happens at the next chunk after the cancel.
+
+`begin_shutdown()` makes `shutting_down()` true, so streams end at their next chunk instead of holding
+Triton's shutdown until they finish.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from pytriton.proxy.types import Request
 CANCEL_FLAG_PARAMETER = "guardchat_cancel_flag"
 _PROXY_ENTRY = Path(__file__).with_name("cancel_aware_proxy.py")
 _PYTRITON_ENTRY = "pytriton_model.py"
+_shutdown = threading.Event()
 
 
 def install_cancel_aware_proxy() -> None:
@@ -43,3 +48,12 @@ def cancel_requested(request: Request) -> bool:
     """True once Triton has cancelled ``request`` (a streamed request whose client went away)."""
     flag_path = (request.parameters or {}).get(CANCEL_FLAG_PARAMETER)
     return isinstance(flag_path, str) and os.path.exists(flag_path)
+
+
+def begin_shutdown() -> None:
+    """Ask every running generation to stop at its next chunk (the server is stopping)."""
+    _shutdown.set()
+
+
+def shutting_down() -> bool:
+    return _shutdown.is_set()

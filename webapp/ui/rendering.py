@@ -42,7 +42,7 @@ def _duration(ms: float) -> str:
     return f"{ms:.0f} ms" if ms >= 1 else "<1 ms"
 
 
-def checks_of(verdict: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def checks_of(verdict: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     """The rail checks of a stored or live verdict: name, stage, duration, blocked, reason."""
     if not verdict:
         return []

@@ -1,0 +1,237 @@
+"""The local Triton model server, driven with raw tritonclient (no GuardChat client in the way)."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tests.triton_fixtures import PROJECT_ROOT, TritonServer, free_port
+from webapp.llm.local_server import LocalServerError, ServerNotReadyError, wait_until_ready
+from webapp.llm.synthetic import synthetic_text
+
+pytestmark = pytest.mark.integration
+
+CHATML_QUESTION = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+
+def tensor(name: str, value: object, dtype: str) -> grpcclient.InferInput:
+    """A ``[1, 1]`` input, the shape NeMo's batched interface takes."""
+    numpy_dtype = {"BYTES": np.object_, "INT64": np.int64, "FP32": np.float32, "BOOL": np.bool_}[dtype]
+    data = np.array([[value.encode() if isinstance(value, str) else value]], dtype=numpy_dtype)
+    infer_input = grpcclient.InferInput(name, list(data.shape), dtype)
+    infer_input.set_data_from_numpy(data)
+    return infer_input
+
+
+def nemo_inputs(prompt: str, **optional: tuple[object, str]) -> list[grpcclient.InferInput]:
+    inputs = [
+        tensor("prompts", prompt, "BYTES"),
+        tensor("output_generation_logits", False, "BOOL"),
+        tensor("output_context_logits", False, "BOOL"),
+    ]
+    return inputs + [tensor(name, value, dtype) for name, (value, dtype) in optional.items()]
+
+
+def greedy(max_output_len: int = 48) -> dict[str, tuple[object, str]]:
+    return {"max_output_len": (max_output_len, "INT64"), "top_k": (1, "INT64"), "temperature": (0.0, "FP32")}
+
+
+def infer_once(server: TritonServer, model: str, inputs: list[grpcclient.InferInput]) -> str:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        result = client.infer(model, inputs)
+    finally:
+        client.close()
+    outputs = result.as_numpy("outputs")
+    assert outputs.shape == (1, 1)
+    return outputs[0][0].decode()
+
+
+@dataclass
+class Chunk:
+    text: str
+    at_s: float  # seconds after the request was sent
+
+
+def stream(
+    server: TritonServer, model: str, inputs: list[grpcclient.InferInput], *, cancel_after: int | None = None
+) -> list[Chunk]:
+    """Stream one request; return its chunks. With ``cancel_after``, cancel the stream after that many."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    responses: queue.Queue[tuple[object, object]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    chunks: list[Chunk] = []
+    try:
+        sent = time.monotonic()
+        client.async_stream_infer(model, inputs, enable_empty_final_response=True)
+        while cancel_after is None or len(chunks) < cancel_after:
+            result, error = responses.get(timeout=60)
+            assert error is None, error
+            response = result.get_response()  # type: ignore[attr-defined]
+            if response.outputs:
+                chunks.append(Chunk(result.as_numpy("outputs")[0][0].decode(), time.monotonic() - sent))  # type: ignore[attr-defined]
+            if response.parameters["triton_final_response"].bool_param:
+                break
+    finally:
+        client.stop_stream(cancel_requests=True)
+        client.close()
+    return chunks
+
+
+def test_every_model_is_ready_with_the_nemo2_interface(triton_server: TritonServer) -> None:
+    wait_until_ready(triton_server.http_url, triton_server.models, timeout_s=5)
+    metadata = httpx.get(f"http://{triton_server.http_url}/v2/models/smollm2").json()
+    inputs = {tensor["name"]: (tensor["datatype"], tensor["shape"]) for tensor in metadata["inputs"]}
+    assert inputs["prompts"] == ("BYTES", [-1, -1])
+    assert inputs["max_output_len"] == ("INT64", [-1, -1])
+    assert inputs["top_p"] == ("FP32", [-1, -1])
+    assert inputs["output_generation_logits"] == ("BOOL", [-1, -1])
+    assert [output["name"] for output in metadata["outputs"]] == ["outputs"]
+
+    config = httpx.get(f"http://{triton_server.http_url}/v2/models/smollm2_stream/config").json()
+    required = {tensor["name"] for tensor in config["input"] if not tensor.get("optional")}
+    assert required == {"prompts", "output_generation_logits", "output_context_logits"}
+    assert config["model_transaction_policy"]["decoupled"] is True
+
+
+def test_smollm2_answers_a_real_prompt(triton_server: TritonServer) -> None:
+    answer = infer_once(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy()))
+
+    assert "Paris" in answer
+    assert "<|im" not in answer  # generation ended at <|im_end|>, which is not part of the completion
+    assert "capital of France?" not in answer  # the completion only, no prompt echo
+
+
+def test_smollm2_stream_sends_growing_cumulative_chunks(triton_server: TritonServer) -> None:
+    chunks = stream(triton_server, "smollm2_stream", nemo_inputs(CHATML_QUESTION, **greedy()))
+
+    texts = [chunk.text for chunk in chunks]
+    assert len(texts) > 3
+    assert all(later.startswith(earlier) and later != earlier for earlier, later in itertools.pairwise(texts))
+    assert texts[-1] == infer_once(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy()))
+
+
+def test_generation_stops_at_a_stop_word(triton_server: TritonServer) -> None:
+    prompt = CHATML_QUESTION + "The capital of France is"
+    full = infer_once(triton_server, "smollm2", nemo_inputs(prompt, **greedy()))
+    assert "Paris" in full
+
+    stopped = infer_once(triton_server, "smollm2", nemo_inputs(prompt, stop_words_list=("Paris", "BYTES"), **greedy()))
+    assert stopped == full[: full.index("Paris")]
+
+
+def test_bad_requests_come_back_in_band_like_nemo(triton_server: TritonServer) -> None:
+    too_long = "word " * 5000  # far beyond the 2,048-token context
+    answer = infer_once(triton_server, "smollm2", nemo_inputs(too_long, **greedy()))
+    assert answer.startswith("An error occurred: ")
+    assert "context window" in answer
+
+    inputs = nemo_inputs(CHATML_QUESTION)
+    inputs[1] = tensor("output_generation_logits", True, "BOOL")
+    answer = infer_once(triton_server, "smollm2", inputs)
+    assert answer == "An error occurred: this server does not return logits; send output_*_logits = false"
+
+    chunks = stream(triton_server, "smollm2_stream", nemo_inputs(too_long, **greedy()))
+    assert [chunk.text[:19] for chunk in chunks] == ["An error occurred: "]
+
+
+def test_synthetic_bench_follows_its_schedule(triton_server: TritonServer) -> None:
+    timing = {
+        "synthetic_ttft_ms": (200.0, "FP32"),
+        "synthetic_itl_ms": (20.0, "FP32"),
+        "synthetic_tokens": (12, "INT64"),
+    }
+
+    chunks = stream(triton_server, "synthetic_bench", nemo_inputs("any prompt", **timing))
+
+    assert [chunk.text for chunk in chunks] == [synthetic_text(n) for n in range(1, 13)]
+    # Lower bounds only: the server never sends early, however busy the machine is.
+    assert chunks[0].at_s >= 0.2
+    assert chunks[-1].at_s >= 0.2 + 11 * 0.02
+    started = time.monotonic()
+    assert infer_once(triton_server, "synthetic_bench_once", nemo_inputs("any prompt", **timing)) == synthetic_text(12)
+    assert time.monotonic() - started >= 0.2 + 11 * 0.02
+
+
+def test_synthetic_bench_token_count_is_capped_by_max_output_len(triton_server: TritonServer) -> None:
+    inputs = nemo_inputs("x", synthetic_tokens=(50, "INT64"), max_output_len=(5, "INT64"))
+    assert infer_once(triton_server, "synthetic_bench_once", inputs) == synthetic_text(5)
+
+
+def test_a_cancelled_stream_stops_the_models_work(triton_server: TritonServer) -> None:
+    marker = "cancel-me-7f3a"
+    chunks = stream(
+        triton_server, "nemo2", nemo_inputs(f"{marker} {{{{tokens:200}}}}{{{{delay_ms:20}}}}"), cancel_after=5
+    )
+    assert len(chunks) == 5
+
+    record = triton_server.find_request("nemo2", marker, until=lambda record: record.finished)
+    assert record.cancelled
+    assert record.stop_reason == "cancelled"
+    assert record.produced < 20  # it stopped within a few tokens of the cancel, far short of 200
+    time.sleep(0.2)
+    assert triton_server.find_request("nemo2", marker).produced == record.produced
+
+
+def test_stand_in_records_the_inputs_it_received(triton_server: TritonServer) -> None:
+    infer_once(triton_server, "nemo2_once", nemo_inputs("record-me-51c2", max_output_len=(7, "INT64")))
+
+    record = triton_server.find_request("nemo2_once", "record-me-51c2", until=lambda record: record.finished)
+    assert record.inputs["max_output_len"] == 7
+    assert record.input_dtypes == {
+        "prompts": "BYTES",
+        "output_generation_logits": "BOOL",
+        "output_context_logits": "BOOL",
+        "max_output_len": "INT64",
+    }
+    assert record.input_shapes["prompts"] == [1, 1]
+
+
+def test_a_private_server_can_be_killed_and_restarted_on_the_same_ports(start_triton) -> None:
+    server = start_triton(models=("nemo2_once",))
+    assert infer_once(server, "nemo2_once", nemo_inputs("first")) == "Hello from the nemo2_once stand-in."
+    ports = (server.http_port, server.grpc_port)
+
+    server.kill()
+    with pytest.raises(ServerNotReadyError):
+        wait_until_ready(server.http_url, server.models, timeout_s=0.3)
+
+    server.start()
+    assert (server.http_port, server.grpc_port) == ports
+    assert infer_once(server, "nemo2_once", nemo_inputs("second")) == "Hello from the nemo2_once stand-in."
+
+    server.stop()  # the graceful path: SIGTERM, Triton unloads, the process group exits
+    assert not server.is_running
+    with pytest.raises(ServerNotReadyError):
+        wait_until_ready(server.http_url, server.models, timeout_s=0.3)
+
+
+def test_wait_until_ready_fails_fast_when_the_server_process_is_gone() -> None:
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    with pytest.raises(LocalServerError, match=f"pid {dead_pid.pid}"):
+        wait_until_ready(f"127.0.0.1:{free_port()}", ["smollm2"], timeout_s=30, server_pid=dead_pid.pid)
+
+
+def test_command_line_help_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "webapp.llm.local_server", "serve", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--synthetic-ttft-ms" in result.stdout

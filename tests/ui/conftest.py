@@ -1,0 +1,99 @@
+"""Fixtures for the chat page: the real app on a free port, signed-in HTTP clients, one headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tests.ui.page_model  # noqa: F401 - registers the "ui-scripted" backend
+from tests.app_server import RunningApp, run_app
+from tests.conftest import PROJECT_ROOT
+from webapp.guard.turn import TurnGuard
+from webapp.settings import Settings
+from webapp.store import users
+from webapp.store.models import User
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "password123"
+
+
+def ui_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Explicit settings (no .env, and module fixtures run before the per-test env isolation)."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "rails_dir": PROJECT_ROOT / "rails",
+        "self_check_rails": False,
+        "rate_limit_per_minute": 1000,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def running_app_factory() -> Iterator[Any]:
+    """Start one app for the module; the app and the guard cache are torn down with the module."""
+    started: list[Any] = []
+
+    def start(settings: Settings) -> RunningApp:
+        from webapp.store.migrate import upgrade
+
+        upgrade(settings.resolved_database_url)
+        TurnGuard.clear_cache()
+        context = run_app(settings)
+        running = context.__enter__()
+        started.append(context)
+        return running
+
+    yield start
+    for context in reversed(started):
+        context.__exit__(None, None, None)
+    TurnGuard.clear_cache()
+
+
+def create_user(app: RunningApp, username: str, role: str = "user") -> User:
+    with app.ctx.db.write() as session:
+        return users.create_user(session, username=username, password=PASSWORD, role=role)
+
+
+@contextmanager
+def signed_in(app: RunningApp, username: str) -> Iterator[httpx.Client]:
+    """An HTTP client carrying ``username``'s session cookie, from the real sign-in form."""
+    with httpx.Client(base_url=app.url, timeout=60) as client:
+        response = client.post("/login", data={"username": username, "password": PASSWORD})
+        assert response.status_code == 303 and response.headers["location"] == "/", response.text
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def sign_in(page: Any, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/", wait_until="load")
+    assert page.url.endswith("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#gc-input textarea")
+    page.wait_for_selector("#gc-account strong")

@@ -1,0 +1,766 @@
+"""The chat page: sidebar of conversations, the streamed chat, message actions, feedback and settings.
+
+Every Gradio event below is also an HTTP endpoint. Each handler therefore starts by resolving the acting
+user from the signed session (``acting_user``) and passes that user to the store or to ``ChatService``,
+which scope everything by it; ids that come from the page are only ever looked up *within* that user's
+data. ``EVENT_HANDLERS`` lists every handler wired to an event, and a test calls each one over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from gradio.blocks import Block
+
+from webapp.api.context import AppContext
+from webapp.chat.events import (
+    ChatEvent,
+    InputChecked,
+    ReplyDelta,
+    ReplyRetracted,
+    TurnEnded,
+    TurnStarted,
+)
+from webapp.chat.limits import LimitError
+from webapp.chat.service import params_for
+from webapp.llm.params import GenerationParams
+from webapp.store import conversations as conv
+from webapp.store.errors import InvalidInputError, NotFoundError, StoreError
+from webapp.store.feedback import get_feedback, set_feedback
+from webapp.store.flags import report_message
+from webapp.store.models import Conversation, User
+from webapp.ui.export import export_path
+from webapp.ui.rendering import ChatView, checking_placeholder, live_reply, render_messages, safe_markdown
+from webapp.ui.session import acting_user
+from webapp.ui.styles import CONFIRM_DELETE_JS, READ_CONVERSATION_FROM_URL_JS, WRITE_CONVERSATION_TO_URL_JS
+
+# Every Gradio event handler of this page, by method name. Wiring an event to anything else is a bug,
+# and tests/ui/test_endpoints.py checks each of these over HTTP without a session and as another user.
+EVENT_HANDLERS: tuple[str, ...] = (
+    "load_page",
+    "new_chat",
+    "open_conversation",
+    "search_conversations",
+    "rename_conversation",
+    "delete_conversation",
+    "send_message",
+    "regenerate_reply",
+    "edit_last_message",
+    "after_stop",
+    "give_feedback",
+    "report_reply",
+    "close_report",
+)
+
+CHECKING_STATUS = "Checking your message…"
+WRITING_STATUS = "Writing…"
+RECHECKING_STATUS = "A safety check withdrew the reply…"
+STOPPED_STATUS = "Stopped. The partial reply was kept."
+REPORTED_STATUS = "Thanks. A moderator will review this reply."
+FEEDBACK_STATUS = "Thanks for the feedback."
+MAX_SYSTEM_PROMPT_CHARS = 4000
+STOP_SETTLE_POLLS = 50  # × 0.1 s: how long "after stop" waits for the interrupted reply to be saved
+FEEDBACK_VALUES = {"Like": 1, "Dislike": -1}
+
+Updates = dict[Block, Any]  # component → new value or gr.update(...)
+REPORT_OPTION = "Report"
+
+
+@dataclass(frozen=True)
+class OpenedConversation:
+    conversation: Conversation
+    view: ChatView
+    feedback: list[str | None]
+    streaming: bool  # a reply is still being written (or its cancelled turn is still saving it)
+
+
+def _error(exc: Exception, title: str = "Not possible") -> gr.Error:
+    return gr.Error(str(exc), title=title)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{value!r} is not a conversation id") from None
+    if not number.is_integer():
+        raise InvalidInputError(f"{value!r} is not a conversation id")
+    return int(number)
+
+
+def _number(value: Any, name: str) -> float:
+    if value is None or isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, not {value!r}") from None
+
+
+def _whole(value: Any, name: str) -> int:
+    number = _number(value, name)
+    if not number.is_integer():
+        raise InvalidInputError(f"{name} must be a whole number, not {value!r}")
+    return int(number)
+
+
+def _edit_text(value: Any) -> str:
+    """The text of an edited message as the Chatbot sends it (a string, or a list of content parts)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in value]
+        return "".join(parts)
+    if isinstance(value, dict):
+        return str(value.get("text", ""))
+    raise InvalidInputError("the edited message has no text")
+
+
+class ChatPage:
+    """Builds the Blocks and holds the handlers; one instance per app process."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.defaults = GenerationParams.defaults(ctx.settings)
+
+    # --- data access (worker threads; the store scopes everything by ``user``) ------------------
+
+    def _open_sync(self, user: User, conversation_id: int) -> OpenedConversation:
+        with self.ctx.db.read() as session:
+            conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
+            messages = conv.list_messages(session, user=user, conversation_id=conversation_id)
+            view = render_messages(messages)
+            feedback: list[str | None] = []
+            for message in messages:
+                if message.role != "assistant":
+                    continue
+                row = get_feedback(session, user=user, message_id=message.id)
+                feedback.append(None if row is None else ("Like" if row.value > 0 else "Dislike"))
+            streaming = any(m.status in ("pending", "streaming") for m in messages)
+            return OpenedConversation(conversation, view, feedback, streaming)
+
+    async def _open(self, user: User, conversation_id: int) -> OpenedConversation:
+        return await asyncio.to_thread(self._open_sync, user, conversation_id)
+
+    def _list_sync(self, user: User, search: str) -> list[tuple[str, int]]:
+        with self.ctx.db.read() as session:
+            return [(c.title, c.id) for c in conv.list_conversations(session, user=user, search=search[:200])]
+
+    async def _choices(self, user: User, search: str = "") -> list[tuple[str, int]]:
+        return await asyncio.to_thread(self._list_sync, user, search or "")
+
+    def _validated_settings(
+        self, system_prompt: Any, temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any
+    ) -> tuple[str, dict[str, Any]]:
+        prompt = system_prompt if isinstance(system_prompt, str) else ""
+        if len(prompt) > MAX_SYSTEM_PROMPT_CHARS:
+            raise InvalidInputError(
+                f"the system prompt is {len(prompt)} characters; the limit is {MAX_SYSTEM_PROMPT_CHARS}"
+            )
+        sampling = {
+            "temperature": _number(temperature, "temperature"),
+            "top_p": _number(top_p, "top_p"),
+            "top_k": _whole(top_k, "top_k"),
+            "max_new_tokens": _whole(max_new_tokens, "max new tokens"),
+        }
+        params_for(self.settings, sampling)  # raises InvalidInputError naming the broken limit
+        return prompt, sampling
+
+    def _save_settings_sync(self, user: User, conversation_id: int, prompt: str, sampling: dict[str, Any]) -> None:
+        with self.ctx.db.write() as session:
+            conv.update_conversation_settings(
+                session, user=user, conversation_id=conversation_id, system_prompt=prompt, sampling=sampling
+            )
+
+    # --- output builders --------------------------------------------------------------------------
+
+    def _settings_values(self, conversation: Conversation | None) -> Updates:
+        sampling = {**self.defaults.model_dump(), **(conversation.sampling if conversation else {})}
+        prompt = conversation.system_prompt if conversation else self.settings.system_prompt
+        return {
+            self.system_prompt: prompt,
+            self.temperature: sampling["temperature"],
+            self.top_p: sampling["top_p"],
+            self.top_k: sampling["top_k"],
+            self.max_new_tokens: sampling["max_new_tokens"],
+        }
+
+    def _opened(self, opened: OpenedConversation | None) -> Updates:
+        """Everything that changes when a conversation is shown (or, with None, a new empty chat)."""
+        conversation = opened.conversation if opened else None
+        cid = conversation.id if conversation else None
+        updates: Updates = {
+            self.chatbot: gr.update(
+                value=opened.view.messages if opened else [],
+                feedback_value=opened.feedback if opened else [],
+            ),
+            self.conversation_id: cid,
+            self.title_box: conversation.title if conversation else "",
+            self.manage_panel: gr.update(visible=cid is not None),
+            self.export_markdown: gr.update(link=export_path(cid, "md") if cid else None),
+            self.export_json: gr.update(link=export_path(cid, "json") if cid else None),
+            self.report_panel: gr.update(visible=False),
+        }
+        updates.update(self._settings_values(conversation))
+        updates.update(self._idle_buttons())
+        return updates
+
+    def _listing(self, choices: list[tuple[str, int]], selected: int | None) -> Updates:
+        ids = {cid for _, cid in choices}
+        return {self.conversation_list: gr.update(choices=choices, value=selected if selected in ids else None)}
+
+    def _idle_buttons(self) -> Updates:
+        return {self.send_button: gr.update(visible=True), self.stop_button: gr.update(visible=False)}
+
+    def _busy_buttons(self) -> Updates:
+        return {self.send_button: gr.update(visible=False), self.stop_button: gr.update(visible=True)}
+
+    # --- handlers: navigation ---------------------------------------------------------------------
+
+    async def load_page(self, conversation_id: Any, request: gr.Request) -> Updates:
+        """Page load: who is signed in, their conversations, and the one named in the URL if it is theirs."""
+        user = await acting_user(self.ctx, request)
+        opened: OpenedConversation | None = None
+        try:
+            cid = _int_or_none(conversation_id)
+            if cid is not None:
+                opened = await self._open(user, cid)
+        except (NotFoundError, InvalidInputError):
+            opened = None  # a stale or foreign link opens a new chat, and reveals nothing
+        account = f"Signed in as **{safe_markdown(user.username)}** · [Sign out](/logout)"
+        updates: Updates = {self.account: account, self.status: ""}
+        updates.update(self._opened(opened))
+        updates.update(self._listing(await self._choices(user), opened.conversation.id if opened else None))
+        return updates
+
+    async def new_chat(self, request: gr.Request) -> Updates:
+        user = await acting_user(self.ctx, request)
+        updates = self._opened(None)
+        updates.update(self._listing(await self._choices(user), None))
+        updates[self.status] = ""
+        updates[self.search] = ""
+        return updates
+
+    async def open_conversation(self, selected: Any, request: gr.Request) -> Updates:
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(selected)
+            opened = await self._open(user, cid) if cid is not None else None
+        except StoreError as exc:
+            raise _error(exc) from None
+        updates = self._opened(opened)
+        updates[self.status] = ""
+        return updates
+
+    async def search_conversations(self, query: Any, conversation_id: Any, request: gr.Request) -> Updates:
+        user = await acting_user(self.ctx, request)
+        text = query if isinstance(query, str) else ""
+        try:
+            selected = _int_or_none(conversation_id)
+        except InvalidInputError:
+            selected = None
+        return self._listing(await self._choices(user, text), selected)
+
+    async def rename_conversation(self, conversation_id: Any, title: Any, query: Any, request: gr.Request) -> Updates:
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+            if cid is None:
+                raise InvalidInputError("open a conversation first")
+
+            def rename() -> str:
+                with self.ctx.db.write() as session:
+                    renamed = conv.rename_conversation(
+                        session, user=user, conversation_id=cid, title=title if isinstance(title, str) else ""
+                    )
+                    return renamed.title
+
+            new_title = await asyncio.to_thread(rename)
+        except StoreError as exc:
+            raise _error(exc) from None
+        updates = self._listing(await self._choices(user, query if isinstance(query, str) else ""), cid)
+        updates[self.title_box] = new_title
+        updates[self.status] = f"Renamed to “{safe_markdown(new_title)}”."
+        return updates
+
+    async def delete_conversation(self, conversation_id: Any, request: gr.Request) -> Updates:
+        """Deletes after the browser's confirm(); a cancelled confirm sends no id and changes nothing."""
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+        except InvalidInputError as exc:
+            raise _error(exc) from None
+        if cid is None:
+            return {}
+
+        def delete() -> None:
+            with self.ctx.db.write() as session:
+                conv.delete_conversation(session, user=user, conversation_id=cid)
+
+        try:
+            await asyncio.to_thread(delete)
+        except StoreError as exc:
+            raise _error(exc) from None
+        updates = self._opened(None)
+        updates.update(self._listing(await self._choices(user), None))
+        updates[self.status] = "Conversation deleted."
+        return updates
+
+    # --- handlers: turns ----------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        text: Any,
+        conversation_id: Any,
+        system_prompt: Any,
+        temperature: Any,
+        top_p: Any,
+        top_k: Any,
+        max_new_tokens: Any,
+        request: gr.Request,
+    ) -> AsyncIterator[Updates]:
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            if cid is not None:
+                await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+        except StoreError as exc:
+            raise _error(exc) from None
+        message = text if isinstance(text, str) else ""
+
+        def start() -> AsyncIterator[ChatEvent]:
+            if cid is None:
+                return self.ctx.chat.send(user=user, text=message, sampling=sampling, system_prompt=prompt)
+            return self.ctx.chat.send(user=user, text=message, conversation_id=cid)
+
+        async for update in self._run_turn(user, start, clears_textbox=True):
+            yield update
+
+    async def regenerate_reply(
+        self,
+        conversation_id: Any,
+        system_prompt: Any,
+        temperature: Any,
+        top_p: Any,
+        top_k: Any,
+        max_new_tokens: Any,
+        request: gr.Request,
+    ) -> AsyncIterator[Updates]:
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+            if cid is None:
+                raise InvalidInputError("there is no reply to regenerate yet")
+            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+        except StoreError as exc:
+            raise _error(exc) from None
+
+        def start() -> AsyncIterator[ChatEvent]:
+            return self.ctx.chat.regenerate(user=user, conversation_id=cid)
+
+        async for update in self._run_turn(user, start, clears_textbox=False):
+            yield update
+
+    async def edit_last_message(
+        self,
+        conversation_id: Any,
+        system_prompt: Any,
+        temperature: Any,
+        top_p: Any,
+        top_k: Any,
+        max_new_tokens: Any,
+        edit: gr.EditData,
+        request: gr.Request,
+    ) -> AsyncIterator[Updates]:
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+            if cid is None:
+                raise InvalidInputError("open a conversation first")
+            opened = await self._open(user, cid)
+            index = edit.index if isinstance(edit.index, int) else -1
+            edited_id = opened.view.message_id_at(index)
+            user_ids = [
+                mid
+                for mid, shown in zip(opened.view.message_ids, opened.view.messages, strict=True)
+                if shown["role"] == "user"
+            ]
+            if edited_id is None or not user_ids or edited_id != user_ids[-1]:
+                raise InvalidInputError("only your last message can be edited and resent")
+            new_text = _edit_text(edit.value)
+            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+        except StoreError as exc:
+            raise _error(exc) from None
+
+        def start() -> AsyncIterator[ChatEvent]:
+            return self.ctx.chat.edit_last(user=user, conversation_id=cid, text=new_text)
+
+        async for update in self._run_turn(user, start, clears_textbox=False):
+            yield update
+
+    async def _run_turn(
+        self, user: User, start: Callable[[], AsyncIterator[ChatEvent]], *, clears_textbox: bool
+    ) -> AsyncIterator[Updates]:
+        """Stream one ChatService turn into the page. Refusals before the turn starts keep the textbox."""
+        stream = start()
+        # aclosing: when Stop cancels this event, the turn is closed at once and saves its partial reply.
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            try:
+                first = await anext(stream)
+            except LimitError as exc:
+                raise _error(exc, "Limit reached") from None
+            except StoreError as exc:
+                raise _error(exc) from None
+            if not isinstance(first, TurnStarted):
+                raise gr.Error("the turn did not start", title="Error")
+            cid = first.conversation_id
+            opened = await self._open(user, cid)
+            # The stored reply is still an empty placeholder: show the rails at work instead.
+            history = opened.view.messages[:-1]
+            updates = self._opened(opened)
+            updates[self.chatbot] = gr.update(value=[*history, checking_placeholder()], feedback_value=opened.feedback)
+            updates.update(self._listing(await self._choices(user), cid))
+            updates.update(self._busy_buttons())
+            updates[self.status] = CHECKING_STATUS
+            if clears_textbox:
+                updates[self.textbox] = ""
+            yield updates
+
+            shown = ""
+            async for event in stream:
+                if isinstance(event, InputChecked):
+                    yield {self.chatbot: [*history, live_reply("…")], self.status: WRITING_STATUS}
+                elif isinstance(event, ReplyDelta):
+                    shown += event.text
+                    yield {self.chatbot: [*history, live_reply(shown)]}
+                elif isinstance(event, ReplyRetracted):
+                    shown = ""
+                    yield {self.chatbot: [*history, live_reply("…")], self.status: RECHECKING_STATUS}
+                elif isinstance(event, TurnEnded):
+                    final = self._opened(await self._open(user, cid))
+                    final.update(self._listing(await self._choices(user), cid))
+                    final[self.status] = self._ended_status(event)
+                    yield final
+
+    @staticmethod
+    def _ended_status(event: TurnEnded) -> str:
+        if event.status == "error":
+            return f"**Error:** {safe_markdown(event.error or 'the reply failed.')}"
+        return ""
+
+    async def after_stop(self, conversation_id: Any, request: gr.Request) -> Updates:
+        """After Stop cancelled the turn: show the saved partial reply, marked as stopped."""
+        user = await acting_user(self.ctx, request)
+        updates: Updates = {**self._idle_buttons(), self.status: STOPPED_STATUS}
+        try:
+            cid = _int_or_none(conversation_id)
+        except InvalidInputError:
+            cid = None
+        if cid is None:
+            return updates
+        try:
+            opened = await self._open(user, cid)
+            # The cancelled turn saves its partial reply in the background; wait for it, briefly.
+            for _ in range(STOP_SETTLE_POLLS):
+                if not opened.streaming:
+                    break
+                await asyncio.sleep(0.1)
+                opened = await self._open(user, cid)
+        except StoreError as exc:
+            raise _error(exc) from None
+        updates.update(self._opened(opened))
+        return updates
+
+    # --- handlers: feedback and reports -----------------------------------------------------------
+
+    async def give_feedback(self, conversation_id: Any, like: gr.LikeData, request: gr.Request) -> Updates:
+        """Thumbs up/down on a reply, or "Report", which opens the report form for that reply."""
+        user = await acting_user(self.ctx, request)
+        try:
+            cid = _int_or_none(conversation_id)
+            if cid is None:
+                raise InvalidInputError("open a conversation first")
+            opened = await self._open(user, cid)
+            index = like.index if isinstance(like.index, int) else -1
+            message_id = opened.view.message_id_at(index)
+            if message_id is None or opened.view.messages[index]["role"] != "assistant":
+                raise InvalidInputError("only replies take feedback")
+            if like.liked == "":
+                return {}  # the browser un-selected its choice; the stored vote stays as history
+            if like.liked == REPORT_OPTION:
+                return {
+                    self.report_panel: gr.update(visible=True),
+                    self.report_message_id: message_id,
+                    self.report_reason: "",
+                }
+            value = (1 if like.liked else -1) if isinstance(like.liked, bool) else FEEDBACK_VALUES.get(str(like.liked))
+            if value is None:
+                raise InvalidInputError(f"unknown feedback {like.liked!r}")
+
+            def store() -> None:
+                with self.ctx.db.write() as session:
+                    set_feedback(session, user=user, message_id=message_id, value=value)
+
+            await asyncio.to_thread(store)
+        except StoreError as exc:
+            raise _error(exc) from None
+        return {self.status: FEEDBACK_STATUS}
+
+    async def report_reply(self, message_id: Any, reason: Any, request: gr.Request) -> Updates:
+        user = await acting_user(self.ctx, request)
+        try:
+            mid = _int_or_none(message_id)
+            if mid is None:
+                raise InvalidInputError("choose a reply to report")
+
+            def report() -> None:
+                with self.ctx.db.write() as session:
+                    report_message(session, user=user, message_id=mid, reason=reason if isinstance(reason, str) else "")
+
+            await asyncio.to_thread(report)
+        except StoreError as exc:
+            raise _error(exc) from None
+        return {
+            self.report_panel: gr.update(visible=False),
+            self.report_message_id: None,
+            self.report_reason: "",
+            self.status: REPORTED_STATUS,
+        }
+
+    async def close_report(self, request: gr.Request) -> Updates:
+        await acting_user(self.ctx, request)
+        return {self.report_panel: gr.update(visible=False), self.report_message_id: None, self.report_reason: ""}
+
+    # --- layout and wiring --------------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        limit = self.settings.max_output_tokens_limit
+        with gr.Blocks(title="GuardChat", fill_height=True, fill_width=True) as demo:
+            self.conversation_id = gr.Number(value=None, precision=0, visible=False, elem_id="gc-conversation-id")
+            self.report_message_id = gr.Number(value=None, precision=0, visible=False, elem_id="gc-report-message-id")
+
+            with gr.Sidebar(width=300, elem_id="gc-sidebar"):
+                gr.Markdown("## GuardChat", elem_id="gc-brand")
+                self.account = gr.Markdown(elem_id="gc-account")
+                self.new_button = gr.Button("+ New chat", variant="primary", elem_id="gc-new-chat")
+                self.search = gr.Textbox(
+                    placeholder="Search titles and messages", show_label=False, elem_id="gc-search", max_lines=1
+                )
+                self.conversation_list = gr.Radio(
+                    choices=[], label="Conversations", elem_id="gc-conversations", container=False
+                )
+                with gr.Column(visible=False, elem_id="gc-manage", variant="panel") as self.manage_panel:
+                    self.title_box = gr.Textbox(label="This chat", max_lines=1, elem_id="gc-title")
+                    with gr.Row():
+                        self.rename_button = gr.Button("Rename", size="sm", min_width=60, elem_id="gc-rename")
+                        self.delete_button = gr.Button(
+                            "Delete", size="sm", min_width=60, variant="stop", elem_id="gc-delete"
+                        )
+                    with gr.Row():
+                        self.export_markdown = gr.Button("Export .md", size="sm", min_width=60, elem_id="gc-export-md")
+                        self.export_json = gr.Button("Export .json", size="sm", min_width=60, elem_id="gc-export-json")
+
+            with gr.Column(elem_id="gc-main", scale=1):
+                self.chatbot = gr.Chatbot(
+                    elem_id="gc-chat",
+                    show_label=False,
+                    scale=1,
+                    height="100%",
+                    min_height=360,
+                    editable="user",
+                    sanitize_html=True,
+                    render_markdown=True,
+                    allow_tags=False,
+                    latex_delimiters=[],
+                    buttons=["copy"],
+                    feedback_options=("Like", "Dislike", REPORT_OPTION),
+                    placeholder="### How can I help?\nMessages are checked by safety rails before the model sees "
+                    "them, and replies before you do.",
+                    layout="bubble",
+                )
+                with gr.Group(visible=False, elem_id="gc-report") as self.report_panel:
+                    self.report_reason = gr.Textbox(
+                        label="Report this reply: what is wrong with it?", lines=2, elem_id="gc-report-reason"
+                    )
+                    with gr.Row():
+                        self.report_submit = gr.Button(
+                            "Send report", variant="stop", size="sm", elem_id="gc-report-send"
+                        )
+                        self.report_cancel = gr.Button("Cancel", size="sm", elem_id="gc-report-cancel")
+                self.status = gr.Markdown(elem_id="gc-status")
+                with gr.Row(equal_height=True, elem_id="gc-composer"):
+                    self.textbox = gr.Textbox(
+                        placeholder="Message GuardChat… (Enter to send, Shift+Enter for a new line)",
+                        show_label=False,
+                        lines=1,
+                        max_lines=8,
+                        scale=8,
+                        elem_id="gc-input",
+                        autofocus=True,
+                    )
+                    self.send_button = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="gc-send")
+                    self.stop_button = gr.Button(
+                        "■ Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="gc-stop"
+                    )
+                with gr.Accordion("Chat settings", open=False, elem_id="gc-settings"):
+                    self.system_prompt = gr.Textbox(
+                        label="System prompt", lines=3, value=self.settings.system_prompt, elem_id="gc-system-prompt"
+                    )
+                    with gr.Row():
+                        self.temperature = gr.Slider(
+                            0.0,
+                            2.0,
+                            value=self.defaults.temperature,
+                            step=0.05,
+                            label="Temperature",
+                            elem_id="gc-temperature",
+                        )
+                        self.top_p = gr.Slider(
+                            0.05, 1.0, value=self.defaults.top_p, step=0.05, label="Top p", elem_id="gc-top-p"
+                        )
+                    with gr.Row():
+                        self.top_k = gr.Slider(
+                            0, 1000, value=self.defaults.top_k, step=1, label="Top k (0 = off)", elem_id="gc-top-k"
+                        )
+                        self.max_new_tokens = gr.Slider(
+                            1,
+                            limit,
+                            value=self.defaults.max_new_tokens,
+                            step=1,
+                            label="Max new tokens",
+                            elem_id="gc-max-new-tokens",
+                        )
+                    gr.Markdown("Settings are saved with the chat when you send.", elem_classes="gc-hint")
+
+            self._wire(demo)
+        return demo
+
+    def _wire(self, demo: gr.Blocks) -> None:
+        buttons = [self.send_button, self.stop_button]
+        opened_outputs: list[Block] = [
+            self.chatbot,
+            self.conversation_id,
+            self.title_box,
+            self.manage_panel,
+            self.export_markdown,
+            self.export_json,
+            self.report_panel,
+            self.system_prompt,
+            self.temperature,
+            self.top_p,
+            self.top_k,
+            self.max_new_tokens,
+            *buttons,
+        ]
+        turn_outputs = [*opened_outputs, self.conversation_list, self.status, self.textbox]
+        settings_inputs = [self.system_prompt, self.temperature, self.top_p, self.top_k, self.max_new_tokens]
+        report_outputs: list[Block] = [self.report_panel, self.report_message_id, self.report_reason]
+
+        def wire(trigger: Any, name: str, **kwargs: Any) -> Any:
+            """``trigger`` is a listener (``button.click``, ``event.then``) or a list of them for gr.on."""
+            assert name in EVENT_HANDLERS, name
+            kwargs.update(api_name=name, api_visibility="undocumented")
+            if isinstance(trigger, list):
+                return gr.on(trigger, getattr(self, name), **kwargs)
+            return trigger(getattr(self, name), **kwargs)
+
+        send = wire(
+            [self.textbox.submit, self.send_button.click],
+            "send_message",
+            inputs=[self.textbox, self.conversation_id, *settings_inputs],
+            outputs=turn_outputs,
+            show_progress="hidden",
+        )
+        regenerate = wire(
+            self.chatbot.retry,
+            "regenerate_reply",
+            inputs=[self.conversation_id, *settings_inputs],
+            outputs=turn_outputs,
+            show_progress="hidden",
+        )
+        edit = wire(
+            self.chatbot.edit,
+            "edit_last_message",
+            inputs=[self.conversation_id, *settings_inputs],
+            outputs=turn_outputs,
+            show_progress="hidden",
+        )
+        turns = [send, regenerate, edit]
+        stop = self.stop_button.click(None, cancels=turns)
+        wire(stop.then, "after_stop", inputs=[self.conversation_id], outputs=[*opened_outputs, self.status])
+
+        wire(
+            demo.load,
+            "load_page",
+            inputs=[self.conversation_id],
+            outputs=[*opened_outputs, self.account, self.status, self.conversation_list],
+            js=READ_CONVERSATION_FROM_URL_JS,
+        )
+        # Leaving a conversation stops its running reply (kept as interrupted), so its stream cannot
+        # keep writing into the conversation shown next.
+        wire(
+            self.new_button.click,
+            "new_chat",
+            outputs=[*opened_outputs, self.conversation_list, self.status, self.search],
+            cancels=turns,
+        )
+        wire(
+            self.conversation_list.input,
+            "open_conversation",
+            inputs=[self.conversation_list],
+            outputs=[*opened_outputs, self.status],
+            cancels=turns,
+        )
+        wire(
+            self.delete_button.click,
+            "delete_conversation",
+            inputs=[self.conversation_id],
+            outputs=[*opened_outputs, self.conversation_list, self.status],
+            js=CONFIRM_DELETE_JS,
+            cancels=turns,
+        )
+        wire(
+            self.search.input,
+            "search_conversations",
+            inputs=[self.search, self.conversation_id],
+            outputs=[self.conversation_list],
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        wire(
+            self.rename_button.click,
+            "rename_conversation",
+            inputs=[self.conversation_id, self.title_box, self.search],
+            outputs=[self.conversation_list, self.title_box, self.status],
+        )
+        wire(
+            self.chatbot.like,
+            "give_feedback",
+            inputs=[self.conversation_id],
+            outputs=[*report_outputs, self.status],
+            show_progress="hidden",
+        )
+        wire(
+            self.report_submit.click,
+            "report_reply",
+            inputs=[self.report_message_id, self.report_reason],
+            outputs=[*report_outputs, self.status],
+        )
+        wire(self.report_cancel.click, "close_report", outputs=report_outputs)
+        self.conversation_id.change(None, inputs=[self.conversation_id], js=WRITE_CONVERSATION_TO_URL_JS)
+
+
+def build_chat_page(ctx: AppContext) -> tuple[ChatPage, gr.Blocks]:
+    page = ChatPage(ctx)
+    return page, page.build()
