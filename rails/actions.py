@@ -15,6 +15,7 @@ from nemoguardrails.actions import action
 from nemoguardrails.actions.rail_outcome import RailOutcome, TransformTarget
 
 from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.harm import HarmfulRequestDetector
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.markup import describe, neutralise
 from webapp.settings import get_settings
@@ -57,6 +58,21 @@ async def check_jailbreak(
     finding = detector.detect(text or "")
     if finding is not None:
         return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "family": finding.family})
+    return RailOutcome.allow(metadata={"score": 0.0})
+
+
+@lru_cache(maxsize=1)
+def _default_harm_detector() -> HarmfulRequestDetector:
+    return HarmfulRequestDetector()
+
+
+@action(name="check_harmful_request")
+async def check_harmful_request(
+    text: str | None = None, harm_detector: HarmfulRequestDetector | None = None, **_: Any
+) -> RailOutcome:
+    finding = (harm_detector or _default_harm_detector()).detect(text or "")
+    if finding is not None:
+        return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "category": finding.category})
     return RailOutcome.allow(metadata={"score": 0.0})
 
 

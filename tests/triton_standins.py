@@ -404,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exit-timeout-s", type=int, default=10)
     parser.add_argument("--synthetic-ttft-ms", type=float, default=50.0)
     parser.add_argument("--synthetic-itl-ms", type=float, default=5.0)
+    # one llama.cpp thread: tests share the CPUs, and two threads waiting on each other stall badly
+    parser.add_argument("--smollm2-threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pytriton").setLevel(logging.WARNING)
@@ -415,7 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     local = [m for m in args.models if m in LOCAL_MODELS]
     if local:
         bindings += local_model_bindings(
-            local, synthetic_ttft_ms=args.synthetic_ttft_ms, synthetic_itl_ms=args.synthetic_itl_ms, synthetic_tokens=32
+            local,
+            synthetic_ttft_ms=args.synthetic_ttft_ms,
+            synthetic_itl_ms=args.synthetic_itl_ms,
+            synthetic_tokens=32,
+            threads=args.smollm2_threads,
         )
     stop = threading.Event()
     stop_on_signals(stop)

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     moderation_export_max_flags: int = Field(
         10_000, ge=1, description="Most flags one moderation export (CSV or JSONL, with transcripts) may hold."
     )
+    local_model_threads: int = Field(
+        2,
+        ge=1,
+        description="CPU threads llama.cpp uses for the local SmolLM2 model. On a small machine that is busy "
+        "with other work, 1 is much faster than 2 (threads that wait on each other stall).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -24,7 +24,7 @@ async def _finish(guard: TurnGuard, text: str) -> TurnFinished:
 
 def test_self_check_rails_are_switched_off_by_settings() -> None:
     config = build_config(scripted_settings(self_check_rails=False))
-    assert config.rails.input.flows == ["check abuse input", "check jailbreak"]
+    assert config.rails.input.flows == ["check abuse input", "check jailbreak", "check harmful request"]
     assert config.rails.output.flows == ["check abuse output", "neutralise markup"]
 
 

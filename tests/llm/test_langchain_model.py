@@ -154,7 +154,7 @@ async def test_ainvoke_and_astream_through_triton_in_the_nemo_dialect(triton_ser
     record = triton_server.find_request("nemo2", "How are you?")
     assert record.prompt.startswith("<extra_id_0>System\nBe brief.\n<extra_id_1>User\nHow are you?")
     assert record.prompt.endswith("<extra_id_1>Assistant\n")
-    assert record.inputs["stop_words_list"] == "\n<extra_id_1>"
+    assert record.inputs["stop_words_list"] == "<extra_id_1>"
 
 
 @pytest.mark.integration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import socket
 import subprocess
 import sys
 import time
@@ -235,3 +236,20 @@ def test_command_line_help_works() -> None:
         check=True,
     )
     assert "--synthetic-ttft-ms" in result.stdout
+
+
+def test_serving_on_a_port_in_use_fails_at_once_with_a_clear_error() -> None:
+    with socket.socket() as occupied:
+        occupied.bind(("127.0.0.1", 0))
+        occupied.listen()
+        port = occupied.getsockname()[1]
+        ports = ["--http-port", str(port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+        result = subprocess.run(
+            [sys.executable, "-m", "webapp.llm.local_server", "serve", "--models", "synthetic_bench", *ports],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"HTTP port {port} on 127.0.0.1 is not available" in result.stderr

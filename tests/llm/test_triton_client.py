@@ -26,7 +26,7 @@ from webapp.llm.errors import (
     TritonUnavailableError,
 )
 from webapp.llm.params import GenerationParams
-from webapp.llm.streaming import CumulativeToDelta, EchoStripper, InBandErrorCheck, StopScanner
+from webapp.llm.streaming import CumulativeToDelta, EchoStripper, InBandErrorCheck, ReplyCleaner, StopScanner
 from webapp.llm.templates import ChatTurn, get_template
 from webapp.llm.triton import TritonChatClient
 
@@ -120,6 +120,30 @@ def test_a_reply_starting_like_the_error_prefix_is_released() -> None:
     assert check.feed(" a day") == " a day"
 
 
+def test_a_nemo_error_replacing_the_text_mid_stream_raises_instead_of_leaking() -> None:
+    cleaner = ReplyCleaner(
+        model_name="llama", prompt="p", stop=[], cumulative=True, may_echo_prompt=False, in_band_errors=True
+    )
+    assert cleaner.feed("The answer") == "The answer"
+    with pytest.raises(ModelServerError, match="shutting down"):
+        cleaner.feed("An error occurred: the model server is shutting down")
+
+
+def test_the_whole_pipeline_strips_echo_and_cuts_at_the_stop() -> None:
+    cleaner = ReplyCleaner(
+        model_name="ensemble",
+        prompt="Q: hi\nA:",
+        stop=["<|im_end|>"],
+        cumulative=False,
+        may_echo_prompt=True,
+        in_band_errors=False,
+    )
+    out = [cleaner.feed(c) for c in ["Q: hi", "\nA: Hel", "lo<|im_", "end|>junk"]]
+    assert "".join(out) == " Hello"
+    assert cleaner.stopped
+    assert cleaner.finish() == ""
+
+
 # --- dialect detection (Triton's JSON forms: gRPC as_json quotes int64 dims) ------------------
 
 
@@ -180,7 +204,7 @@ def test_nemo_2_gets_false_logit_flags_one_stop_word_and_no_seed() -> None:
     tensors = {t.name: t for t in interface.request("Hi", PARAMS, ["\n<extra_id_1>", "<extra_id_1>"], streaming=True)}
     assert tensors["output_generation_logits"].array.tolist() == [[False]]
     assert tensors["output_context_logits"].array.dtype == np.bool_
-    assert tensors["stop_words_list"].array.tolist() == [[b"\n<extra_id_1>"]]
+    assert tensors["stop_words_list"].array.tolist() == [[b"<extra_id_1>"]]  # it also ends "\n<extra_id_1>"
     assert tensors["max_output_len"].array.tolist() == [[33]]
     assert "random_seed" not in tensors
 
@@ -313,7 +337,7 @@ async def test_nemo_2_receives_false_logit_flags_and_one_stop_word(triton_server
     assert record.inputs["output_generation_logits"] is False
     assert record.inputs["output_context_logits"] is False
     assert record.inputs["max_output_len"] == 33
-    assert record.inputs["stop_words_list"] == NEMO_STOP[0]
+    assert record.inputs["stop_words_list"] == "<extra_id_1>"
 
 
 @pytest.mark.integration
@@ -349,7 +373,7 @@ async def test_generation_ends_at_the_stop_string_which_never_reaches_the_user(
 
 
 @pytest.mark.integration
-async def test_trtllm_echo_is_never_shown_when_streaming_or_not(triton_server: TritonServer) -> None:
+async def test_trtllm_replies_carry_no_prompt_echo(triton_server: TritonServer) -> None:
     client = _client(triton_server, "trtllm_ensemble")
     prompt = "Question?{{reply:Answer.}}"
     assert await client.generate(prompt, PARAMS, NEMO_STOP) == "Answer."

@@ -2,14 +2,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+import gradio as gr
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
+from tests.app_server import RunningApp
+from tests.conftest import PROJECT_ROOT
 from tests.db_fixtures import PG_ADMIN_URL
-from tests.moderation.queue_seed import SeededQueue, seed_queue
+from tests.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
+from tests.moderation.staff_server import run_staff_app
+from webapp.api.context import AppContext
+from webapp.settings import Settings
 from webapp.store.engine import Database
 from webapp.store.migrate import upgrade
+from webapp.ui.admin import build_admin_page
+from webapp.ui.moderation import build_moderation_page
+from webapp.ui.session import gradio_auth_dependency
 
 
 @pytest.fixture
@@ -50,3 +64,56 @@ def shared_queue(
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@dataclass
+class StaffApp:
+    app: RunningApp
+    seeded: SeededQueue
+    # The same pages mounted again behind "any signed-in user": only the handlers' own checks guard them.
+    unguarded: dict[str, tuple[str, gr.Blocks]]
+    sessions: dict[str, httpx.Cookies] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.app.url
+
+    @contextmanager
+    def client(self, username: str | None = None) -> Iterator[httpx.Client]:
+        """An HTTP client, signed in as ``username`` through the real sign-in form (or anonymous)."""
+        with httpx.Client(base_url=self.app.url, timeout=30) as client:
+            if username is not None and username in self.sessions:
+                client.cookies = httpx.Cookies(self.sessions[username])
+            elif username is not None:
+                signed_in = client.post("/login", data={"username": username, "password": PASSWORD})
+                assert signed_in.status_code == 303, signed_in.text
+                self.sessions[username] = httpx.Cookies(client.cookies)
+            yield client
+
+
+@pytest.fixture(scope="session")
+def staff_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaffApp]:
+    """One real app for the HTTP and browser tests: scripted model backend, SQLite, the known queue."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("staff-app"),
+        llm_backend="scripted",
+        self_check_rails=False,
+        rails_dir=PROJECT_ROOT / "rails",
+    )
+    upgrade(settings.resolved_database_url)
+    unguarded: dict[str, tuple[str, gr.Blocks]] = {}
+
+    def mount_unguarded(app: FastAPI, ctx: AppContext) -> None:
+        for name, build, path in (
+            ("moderation", build_moderation_page, "/unguarded-moderation"),
+            ("admin", build_admin_page, "/unguarded-admin"),
+        ):
+            demo = build(ctx)
+            demo.queue()
+            gr.mount_gradio_app(app, demo, path=path, auth_dependency=gradio_auth_dependency(ctx), ssr_mode=False)
+            unguarded[name] = (path, demo)
+
+    with run_staff_app(settings, extra=mount_unguarded) as app:
+        # Recent days, so the stats tab's default range shows them.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+        yield StaffApp(app, seed_queue(app.ctx.db, start=start), unguarded)

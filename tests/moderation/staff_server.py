@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from starlette.routing import Mount
 
 import tests.guard.scripted_model  # noqa: F401  (registers the "scripted" chat model backend)
 from tests.app_server import RunningApp, free_port
 from webapp.api.app import create_app
+from webapp.api.context import AppContext
 from webapp.settings import Settings
 from webapp.ui.moderation import MODERATION_PATH
 
 
 @contextmanager
-def run_staff_app(settings: Settings) -> Iterator[RunningApp]:
+def run_staff_app(
+    settings: Settings, *, extra: Callable[[FastAPI, AppContext], None] | None = None
+) -> Iterator[RunningApp]:
+    """``extra`` may add test-only routes; they go first, ahead of the chat page's catch-all mount."""
     app = create_app(settings, with_ui=True)
     if not any(isinstance(r, Mount) and r.path == MODERATION_PATH for r in app.routes):
         from webapp.ui.moderation_mount import mount_staff_pages
@@ -32,6 +37,12 @@ def run_staff_app(settings: Settings) -> Iterator[RunningApp]:
         app = create_app(settings, ctx=app.state.ctx, with_ui=False)
         mount_staff_pages(app, app.state.ctx)
         mount_pages(app, app.state.ctx)
+    if extra is not None:
+        before = len(app.router.routes)
+        extra(app, app.state.ctx)
+        added = app.router.routes[before:]
+        del app.router.routes[before:]
+        app.router.routes[:0] = added
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

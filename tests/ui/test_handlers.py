@@ -35,6 +35,7 @@ from webapp.ui.chat import (
     EVENT_HANDLERS,
     REPORTED_STATUS,
     STOPPED_STATUS,
+    UNAVAILABLE_STATUS,
     ChatPage,
     build_chat_page,
 )
@@ -218,7 +219,7 @@ async def test_a_turn_shows_the_rails_checking_then_streams_then_the_stored_repl
         ("   ", {}, "empty"),
         ("hello", {"temperature": 5}, "temperature"),
         ("hello", {"top_k": 2.5}, "whole number"),
-        ("hello", {"max_new_tokens": 100_000}, "above the limit"),
+        ("hello", {"max_new_tokens": 2000}, "above the limit 1024"),
         ("hello", {"system_prompt": "s" * 5000}, "system prompt"),
     ],
 )
@@ -245,7 +246,7 @@ async def test_an_output_block_shows_the_refusal_and_flag_note_never_the_text(ha
     h = harness
     PAGE_MODEL.reply = lambda _: "Sure. " + "Here is a calm answer. " * 6 + "You are a fucking worthless idiot."
     updates = await send(h, h.alice, "hello")
-    assert "idiot" not in repr(updates)
+    assert "fucking" not in repr(updates) and "idiot" not in repr(updates)
     shown = chat_of(updates[-1], h)
     assert shown is not None
     reply = texts(shown)[1]
@@ -253,7 +254,7 @@ async def test_an_output_block_shows_the_refusal_and_flag_note_never_the_text(ha
     assert "blocked" in texts(shown)[2]  # the details name the rail that blocked it
     with h.db.read() as s:
         flag = s.scalars(select(Flag).order_by(Flag.id.desc())).first()
-    assert flag is not None and flag.source == "output_rail" and "idiot" in flag.excerpt
+    assert flag is not None and flag.source == "output_rail" and "fucking" in flag.excerpt
 
 
 async def test_an_input_block_never_reaches_the_model(harness: Harness) -> None:
@@ -447,6 +448,7 @@ async def test_a_link_to_someone_elses_conversation_opens_an_empty_chat(harness:
     cid = (await send(h, h.alice, "alice only"))[-1][h.page.conversation_id]
     loaded = await h.page.load_page(cid, request=request_as(h.bob))
     assert loaded[h.page.conversation_id] is None and chat_of(loaded, h) == []
+    assert loaded[h.page.status] == UNAVAILABLE_STATUS
     assert "alice only" not in repr(loaded)
     mine = await h.page.load_page(cid, request=request_as(h.alice))
     shown = chat_of(mine, h)

@@ -83,7 +83,9 @@ def params_for(settings: Settings, sampling: dict[str, Any]) -> GenerationParams
     try:
         params = GenerationParams(**merged)
     except ValidationError as exc:
-        raise InvalidInputError(f"invalid generation settings: {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "value"
+        raise InvalidInputError(f"invalid generation settings: {field}: {error['msg']}") from None
     if params.max_new_tokens > settings.max_output_tokens_limit:
         raise InvalidInputError(
             f"max new tokens {params.max_new_tokens} is above the limit {settings.max_output_tokens_limit}"

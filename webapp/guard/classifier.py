@@ -32,9 +32,11 @@ _PERSON = (
 _TARGET = (
     r"(?:you|u|ya|him|her|them|y'?all|everyone|everybody|anyone|anybody|someone|somebody|people|"
     r"(?:your|his|her|their|ur) (?:\w+ )?(?:family|kids?|wife|husband|mother|mom|dad|house|home|car|legs?|arms?|"
-    r"neck|throat|head|face|skull|teeth|kneecaps|body|bones?|brains?|guts|eyes?|life|children)|my " + _PERSON
+    r"neck|throat|head|face|skull|teeth|kneecaps|body|bones?|brains?|guts|eyes?|life|children|fingers?|hands?|"
+    r"feet|foot|toes?|ears?|nose|tongue|balls|ribs|jaw|spine|heart|lungs?|ass|dog|cat|pets?)|my "
+    + _PERSON
     + r"|(?:that|this|the|every|the next|any) (?:\w+ )?(?:kid|guy|girl|woman|man|bitch|bastard|person|teacher|"
-    r"cop|student|one of you|journalist|reporter)|all of (?:you|them)|every one of (?:you|them))"
+    r"cop|student|one of (?:you|them|those \w+)|journalist|reporter)|all of (?:you|them)|every one of (?:you|them))"
 )
 _GROUP = (
     r"(?:people|immigrants|jews|muslims|christians|catholics|hindus|sikhs|atheists|blacks|black people|whites|"
@@ -47,7 +49,10 @@ _NEGATIVE_TRAIT = (
     r"(?:vermin|animals|parasites|rats|cockroaches|subhuman|savages|a disease|a plague|filth|scum|terrorists|"
     r"criminals|rapists|thieves|inferior|genetically inferior|too stupid|stupid|dumb|lazy|greedy|dirty|"
     r"disgusting|degenerates?|evil|freaks|mentally ill|sick|perverts|pedophiles|paedophiles|a burden|worthless|"
-    r"less than human|trash|garbage|monkeys|apes|dogs|pigs|invaders|a cancer|cancer|useless|violent)"
+    r"less than human|trash|garbage|monkeys|apes|dogs|pigs|invaders|a cancer|cancer|useless|violent|bugs|insects|"
+    r"pests|locusts|groomers|an? (?:parasite|parasitic|inferior|subhuman|lesser|criminal|filthy) (?:race|species|"
+    r"people|breed)|a parasite|a disease|born (?:criminals|thieves|liars)|"
+    r"(?:bad|terrible|useless|hopeless) at (?:everything|anything|\w+ing))"
 )
 _PUNISHMENT = (
     r"(?:exterminated|gassed|wiped out|eradicated|lynched|put down|deported|shot|killed|locked up|sterili[sz]ed|"
@@ -59,30 +64,37 @@ _REPORTED = re.compile(
     r"people|debunk\w*|prejudice|misconceptions?|racists? (?:say|think|claim)|propaganda|accused of)\b",
     re.IGNORECASE,
 )
-_INSULT_NOUN = (
-    r"(?:idiot|moron|imbecile|cretin|loser|clown|creep|trash|garbage|scum|pig|cockroach|donkey|parasite|"
+_INSULT_PERSON = (
+    r"(?:idiot|moron|imbecile|cretin|loser|clown|creep|scum|pig|cockroach|donkey|parasite|"
     r"coward|freak|degenerate|dimwit|halfwit|nitwit|dunce|buffoon|jerk|dumbass|dipshit|retard|maggot|leech|"
-    r"disgrace|failure|skank|slut|whore|cunt|bitch|bellend|twat|wanker|dickhead|prick|cocksucker|motherfucker|"
-    r"asshole|arsehole|bastard|douchebag|douche|shithead|scumbag|tosser|knobhead|numpty|simpleton|"
-    r"waste of (?:space|oxygen|air|electricity|skin|time|code)|piece of (?:shit|crap|garbage|trash|junk|work)|"
-    r"sack of \w+|excuse (?:for|of) an? \w+|joke)s?"
+    r"skank|slut|whore|cunt|bitch|bellend|twat|wanker|dickhead|prick|cocksucker|motherfucker|"
+    r"asshole|arsehole|bastard|douchebag|douche|shithead|scumbag|tosser|knobhead|numpty|simpleton|dumbo|"
+    r"muppet|slob|doofus|dingbat|dolt|oaf|bozo|airhead|bonehead|blockhead|knucklehead|meathead|pinhead|"
+    r"nincompoop|ignoramus|troglodyte|lowlife|sleazebag|dirtbag|weirdo|psycho|hag|swine|weasel|tramp|"
+    r"psychopath|dipstick|dingus|dumbfuck|fuckwit|fucktard|shitstain|cuck)s?"
+)
+_INSULT_NOUN = (
+    r"(?:" + _INSULT_PERSON + r"|(?:waste of (?:space|oxygen|air|electricity|skin|time|code)|piece of (?:shit|crap|"
+    r"garbage|trash|junk|work)|sack of \w+|excuse (?:for|of) an? \w+|joke|trash|garbage|disgrace|failure|nobody)s?)"
 )
 _INSULT_ADJECTIVE = (
     r"(?:stupid|dumb|idiotic|pathetic|worthless|useless|brainless|brain-?dead|ugly|fat|disgusting|gross|"
     r"repulsive|retarded|incompetent|spineless|miserable|clueless|hopeless|moronic|imbecilic|vile|trash|"
-    r"garbage)"
+    r"garbage|(?:dumber|stupider|uglier|fatter|thicker|more (?:useless|pathetic|stupid|worthless)) than \w+)"
 )
 _NOT_NEGATED = r"(?!(?:\w+\s+){0,2}?(?:not|never|n't)\b)"
-_THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+_SEVERE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern, re.IGNORECASE))
     for label, pattern in (
         (
             "threat of violence",
             r"\b(?:(?:i|we)(?:'m| am|'ll| will| are|'re| r| shall|'d| would| gonna| going to| swear)?|ill|imma|"
             r"i'ma)\s+(?:\w+\s+){0,3}?(?:kill|murder|shoot|stab|strangle|choke|hang|rape|torture|beat|hurt|slit|"
-            r"slash|behead|burn|bury|break|end|gut|poison|smash|punch|cut|skin|maim|cripple|bash|snap)\s+"
-            r"(?:\w+\s+){0,3}?" + _TARGET + r"\b(?!'s\s+(?:process|task|job|thread))(?!\s+(?:at|in (?:a |the |this )?"
-            r"(?:game|match|round|race|chess|poker|cards)))",
+            r"slash|behead|burn|bury|break|end|gut|poison|smash|punch|cut|skin|maim|cripple|bash|snap|torch|firebomb|"
+            r"run over|shoot up|blow up|bomb|rearrange|cave in|bash in)\s+"
+            r"(?!(?:it|the news|this|that) to\b)(?:\w+\s+){0,3}?" + _TARGET + r"\b(?!'s|s')(?!\s+(?:at|in) (?:a |the |"
+            r"this |our )?(?:game|match|round|race|chess|poker|cards|tennis|golf|\w+ball|scrabble|monopoly|fifa|mario|"
+            r"\w+ kart|pool|darts|arm wrestling|video games?))(?!\s+(?:an?|some)\s)(?!\s+to (?:it|the)\b)",
         ),
         (
             "threat of violence",
@@ -100,6 +112,28 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bmake (?:him|her|them) disappear\b",
         ),
         ("threat of violence", r"\b(?:i'm|i am|we're|we are) coming for (?:you|them|him|her|your|their)\b"),
+        (
+            "threat of violence",
+            r"\b(?:i|we)(?:'ll| will|'m going to| am going to|'re going to|'re gonna|'m gonna| gonna) put (?:you|him|"
+            r"her|them|your \w+) in (?:the |a )?(?:hospital|grave|ground|morgue|icu|wheelchair|coffin|body bag)\b",
+        ),
+        (
+            "threat of violence",
+            r"\b(?:learn|find out|know|see|feel) what (?:a|my) (?:baseball bat|bat|crowbar|knife|bullet|gun|fist"
+            r"|hammer|"
+            r"tire iron) (?:feels|tastes) like\b|\b(?:never|won'?t ever) (?:see|sees|seeing) (?:daylight|the lig"
+            r"ht of day|"
+            r"(?:his|her|their|your) (?:kids|family|children)) again\b|\bsleep with one eye open\b|\byour days a"
+            r"re numbered\b|\byou(?:'re| are) (?:dead meat|a dead (?:man|"
+            r"woman))\b|\bsay your prayers\b|\byou won'?t see (?:it|me) coming\b|\b(?:and|so) (?:you're|you are|he's|"
+            r"she's|they're) next\b(?! (?:in|on|to|up)\b)",
+        ),
+        (
+            "threat of violence",
+            r"\b(?:guns?|rifles?|pistols?|shotguns?|knife|knives|machete|bombs?|weapons?|explosives?)\b[^\n]{0,80}\b"
+            r"(?:they|you|he|she|everyone|everybody|all of (?:you|them))(?:'ll| will| are going to| is going to|'re "
+            r"gonna) (?:all )?(?:pay|be sorry|regret (?:it|this)|die|bleed)\b",
+        ),
         ("threat of violence", r"\bi know where (?:you|u|your \w+) (?:live|sleep|work|go to school)s?\b"),
         ("threat of violence", r"\bi know where (?:your|ur) (?:kids?|children|family|wife|husband) \w+"),
         ("threat of violence", r"\b(?:you|u)(?:'re| are| r)? (?:going to|gonna) (?:die|bleed|pay for)\b"),
@@ -134,8 +168,11 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "dehumanising hate",
-            r"\bwhy (?:are|do) (?:all |so many |most )?" + _GROUP + r"\s+(?:all |so |always |such |that )?"
-            + _NEGATIVE_TRAIT + r"\b",
+            r"\bwhy (?:are|do) (?:all |so many |most )?"
+            + _GROUP
+            + r"\s+(?:all |so |always |such |that )?"
+            + _NEGATIVE_TRAIT
+            + r"\b",
         ),
         (
             "dehumanising hate",
@@ -147,6 +184,13 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "dehumanising hate",
             r"\b" + _GROUP + r" (?:secretly )?(?:control|run|own|rule)s? (?:the |all the |our )?(?:banks|media|world|"
             r"government|money|hollywood|economy)\b",
+        ),
+        (
+            "dehumanising hate",
+            r"\b"
+            + _GROUP
+            + r" (?:breed|multiply|reproduce|spread) like (?:rats|rabbits|cockroaches|vermin|animals|flies|"
+            r"roaches|insects)\b",
         ),
         (
             "xenophobic abuse",
@@ -167,6 +211,13 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"just a |a total |a complete |an absolute |a real )?(?:\w+ )?(?:skank|slut|whore|cunt|bitch|bellend|"
             r"twat|wanker|dickhead|prick|cocksucker|motherfucker|asshole|arsehole|shithead|douchebag|scumbag)s?\b",
         ),
+    )
+)
+# Insults the word-level model scores too low ("you're a disgusting little creep"); checked after the model so
+# that plain profanity keeps the model's probability as its reason.
+_INSULT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (label, re.compile(pattern, re.IGNORECASE))
+    for label, pattern in (
         (
             "personal insult",
             r"\b(?:you|u|ya)(?:'re| are| r|re)\s+" + _NOT_NEGATED + r"(?:a |an |such a |such an |so |the |just |"
@@ -178,7 +229,8 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "personal insult",
             r"\b(?:you|u|ya)\s+(?:(?:little|absolute|total|complete|fucking|stupid|dumb|pathetic|worthless|useless|"
             r"brainless|dimwitted|miserable|ugly|fat|disgusting|filthy|dirty|lying|sorry|bloody)[ ,]+){0,3}"
-            + _INSULT_NOUN + r"(?=\s*(?:$|[,.!?;:]|and\b|who\b|that\b))",
+            + _INSULT_NOUN
+            + r"(?=\s*(?:$|[,.!?;:]|and\b|who\b|that\b))",
         ),
         (
             "personal insult",
@@ -186,12 +238,18 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "personal insult",
+            r"[,:]\s*(?:you\s+)?(?:(?:little|stupid|dumb|pathetic|worthless|useless|brainless|ugly|fat|absolute|total|"
+            r"fucking)\s+){0,2}" + _INSULT_PERSON + r"\s*(?:[.!?]|$)",
+        ),
+        (
+            "personal insult",
             r"\bwhat an? (?:[\w-]+,? ){0,3}?(?:" + _INSULT_NOUN + r")\b(?! (?:day|week|game|movie|match))",
         ),
         (
             "personal insult",
-            r"\b(?:tell|telling|call|calling|remind|reminding)\b (?:\w+ ){0,4}?(?:that )?(?:(?:s?he|they|you)"
-            r"(?:'s|'re| is| are)|is|are|(?:him|her|them|you)) (?:a |an |such a |so |just |nothing but |a total |an "
+            r"(?<!how do i )(?<!how can i )(?<!how should i )(?<!how to )(?<!how could i )\b(?:tell|telling|call|"
+            r"calling|remind|reminding)\b (?:\w+ ){0,4}?(?:that )?(?:(?:s?he|they|you)(?:'s|'re| is| are)|is|are|"
+            r"(?:him|her|them|you)) " + _NOT_NEGATED + r"(?:a |an |such a |so |just |nothing but |a total |an "
             r"absolute )?(?:[\w-]+,? (?:and )?){0,3}?(?:" + _INSULT_NOUN + "|" + _INSULT_ADJECTIVE + r")\b",
         ),
     )
@@ -200,7 +258,8 @@ _THREAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _GENERALISATION = re.compile(
     r"\b(?:all |those |these |the |most )?(?:\w+ )?" + _GROUP + r"\s+(?:are|r)\s+(?:all |just |so |such |"
     r"nothing but |naturally |inherently |basically |literally |a bunch of |like )*(?:[\w-]+ (?:and )?){0,2}?"
-    + _NEGATIVE_TRAIT + r"\b",
+    + _NEGATIVE_TRAIT
+    + r"\b",
     re.IGNORECASE,
 )
 # Offensive words that are talked about rather than used: "the word 'queer'", "the song 'Fuck You'".
@@ -210,8 +269,33 @@ _MENTION = re.compile(
     r"\u201d\n]{1,60})['\"\u2019\u201d]",
     re.IGNORECASE,
 )
+# Someone reporting a slur they or theirs were called: "kids at school call him a 'retard'".
+_REPORTED_NAME_CALLING = re.compile(
+    r"\b(?:people|they|kids|someone|somebody|he|she|classmates|others|bullies|boys|girls|\w+s) (?:at \w+ |in \w+ )?"
+    r"(?:call|calls|called|keep calling|kept calling|are calling|were calling) (?:me|him|her|them|us|my \w+) "
+    r"(?:a |an )?(?P<q>['\"\u2018\u201c])(?P<body>[^'\"\u2019\u201d\n]{1,40})['\"\u2019\u201d]",
+    re.IGNORECASE,
+)
+_MENTIONED_WORD = re.compile(
+    r"(?P<q>['\"\u2018\u201c])(?P<body>[^'\"\u2019\u201d\n]{1,40})['\"\u2019\u201d]\s+(?:is |considered |a |an |still "
+    r")*(?:swear ?word|slur|curse ?word|offensive|insult|bad word|rude|derogatory)",
+    re.IGNORECASE,
+)
+# Insults someone says about themselves, reports being called, or denies, are not aimed at anyone here.
+_SELF_OR_REPORTED_INSULT = re.compile(
+    r"\bi(?:'m| am|'ve been| was| feel like| felt like)\s+(?:such |a |an |so |a complete |a total |an absolute |"
+    r"being |an? \w+ )*" + _INSULT_PERSON + r"\b|\b(?:called|calls|call|calling) (?:me|him|her|us|them) (?:a |an )?"
+    r"(?:\w+ )?"
+    + _INSULT_PERSON
+    + r"\b|\b(?:not|n't|never|no longer) (?:a |an |so |that |being |too |such an? )?(?:"
+    + _INSULT_ADJECTIVE
+    + "|"
+    + _INSULT_PERSON
+    + r")\b",
+    re.IGNORECASE,
+)
 _META_QUESTION = re.compile(
-    r"\b(?:mean|means|meaning|origins?|etymology|history|historically|offensive|derogatory|reclaim\w*|slur|"
+    r"\b(?:mean|means|meaning|origins?|etymology|history|historically|offensive|derogatory|reclaim\w*|slur|swear|"
     r"pronounc\w*|spell\w*|translat\w*|clean|censored|radio edit|explicit|lyrics|sang|sings|wrote|released|"
     r"version|come from|coined|used)\b",
     re.IGNORECASE,
@@ -221,8 +305,13 @@ _META_QUESTION = re.compile(
 _AIMED = re.compile(
     r"\b(?:you|u|ya|your|ur|yours|yourself|yourselves|y'?all|he|him|his|himself|she|her|hers|herself|they|them|"
     r"their|themselves|people|person|man|men|woman|women|guy|guys|girl|girls|boy|boys|kid|kids|child|children|"
-    r"everyone|everybody|anyone|anybody|someone|somebody|nobody|folks|bot|assistant|chatbot|ai|gpt|" + _PERSON
-    + "|" + _GROUP + "|" + _INSULT_NOUN + r")s?\b|\b(?:tell|call|text|message|email|roast|insult)\b|"
+    r"everyone|everybody|anyone|anybody|someone|somebody|nobody|folks|bot|assistant|chatbot|ai|gpt|"
+    + _PERSON
+    + "|"
+    + _GROUP
+    + "|"
+    + _INSULT_NOUN
+    + r")s?\b|\b(?:tell|call|text|message|email|roast|insult)\b|"
     r"\b(?:fuck|piss|bugger|sod) off\b|\b(?:eat|suck|kiss|lick|bite) (?:my|a|shit|dick|ass|me)\b|"
     r"\bscrew (?:you|off)\b|\bshut (?:up|the fuck up)\b|\bgo to hell\b|\b(?:die|rot) in hell\b|\beat shit\b",
     re.IGNORECASE,
@@ -330,34 +419,50 @@ class ToxicityClassifier:
     def classify(self, text: str) -> ToxicityResult:
         text = _mask_mentions(text)
         plain = normalise(text)
-        for label, pattern in _THREAT_PATTERNS:
-            match = pattern.search(plain) or pattern.search(text)
-            if match:
-                return ToxicityResult(blocked=True, score=1.0, reason=f'{label}: "{match.group(0).strip()}"')
+        found = _first_match(_SEVERE_PATTERNS, plain, text)
+        if found:
+            return ToxicityResult(blocked=True, score=1.0, reason=found)
         generalisation = _asserted_generalisation(plain)
         if generalisation:
             return ToxicityResult(blocked=True, score=1.0, reason=f'dehumanising hate: "{generalisation}"')
-        score = self.probability(text)
+        score = self.probability(_SELF_OR_REPORTED_INSULT.sub("\u2026", text))
         if score >= self.threshold and _AIMED.search(plain):
             return ToxicityResult(
                 blocked=True,
                 score=score,
                 reason=f"offensive language (probability {score:.2f} >= threshold {self.threshold:.2f})",
             )
+        found = _first_match(_INSULT_PATTERNS, plain, text)
+        if found:
+            return ToxicityResult(blocked=True, score=1.0, reason=found)
         return ToxicityResult(blocked=False, score=score, reason=None)
 
 
+def _first_match(patterns: tuple[tuple[str, re.Pattern[str]], ...], plain: str, text: str) -> str | None:
+    for label, pattern in patterns:
+        match = pattern.search(plain) or (pattern.search(text) if text != plain else None)
+        if match:
+            return f'{label}: "{match.group(0).strip()}"'
+    return None
+
+
 def _mask_mentions(text: str) -> str:
-    """In a question about words or titles, blank out the quoted words talked about (use vs. mention)."""
-    if not _META_QUESTION.search(text):
-        return text
-    return _MENTION.sub(lambda m: m.group(0)[: m.start("body") - m.start()] + "\u2026" + m.group(0)[-1], text)
+    """Blank out quoted words that are talked about rather than used (use vs. mention): in a question about
+    words or titles, and in a report of name-calling someone suffered."""
+
+    def blank(match: re.Match[str]) -> str:
+        return match.group(0)[: match.start("body") - match.start()] + "\u2026" + match.group(0)[-1]
+
+    text = _REPORTED_NAME_CALLING.sub(blank, text)
+    if _META_QUESTION.search(text):
+        text = _MENTIONED_WORD.sub(blank, _MENTION.sub(blank, text))
+    return text
 
 
 def _asserted_generalisation(text: str) -> str | None:
     """A negative generalisation about a group, unless its sentence reports or questions it."""
     for match in _GENERALISATION.finditer(text):
         sentence_start = max(text.rfind(mark, 0, match.start()) for mark in ".!?\n") + 1
-        if not _REPORTED.search(text, sentence_start, match.start() + 1):
+        if not _REPORTED.search(text, sentence_start, match.end()):
             return match.group(0).strip()
     return None

@@ -22,14 +22,16 @@ _LEET_WORD = re.compile(r"\b(?=[a-z@$0-9]*[a-z])(?=[a-z@$0-9]*[@$0-9])[a-z@$0-9]
 
 _OBJECT = (
     r"(?:instructions?|prompts?|rules|directions|directives|guidelines|commands|programming|constraints|"
-    r"restrictions|polic(?:y|ies)|guardrails|filters|safeguards|training|system messages?|context|"
-    r"(?:translation |summari[sz]ation |original |current |above |previous |given )?task|what you (?:were|have been|"
+    r"restrictions|polic(?:y|ies)|guardrails|filters|safeguards|training|system messages?|context|alignment|"
+    r"values|ethics|morals|principles|conditioning|(?:translation |summari[sz]ation |original |current |above |p"
+    r"revious |given )?task|what you (?:were|have been|"
     r"'ve been) (?:told|given|instructed)|everything (?:above|before|prior|said|you (?:were|'ve been|have been) "
     r"told))"
 )
 _LIMITS = (
     r"(?:restrictions?|limits|limitations|filters?|rules|guidelines|morals?|ethics|ethical (?:guidelines|"
-    r"constraints)|censorship|boundaries|constraints|polic(?:y|ies)|safeguards|guardrails)"
+    r"constraints)|censorship|boundaries|constraints|polic(?:y|ies)|safeguards|guardrails|moral code|conscience|"
+    r"principles|refusals?)"
 )
 _SAFETY = r"(?:safety|content|ethical|moral|moderation|security)"
 _AI = r"(?:ai|assistant|model|chatbot|bot|llm|gpt|language model)s?"
@@ -54,13 +56,27 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil|opposite|chaos|dev)"
             r" mode\b(?!\s+(?:on|in) (?:my |your |the )?(?:android|phone|iphone|device|chrome|browser|windows|"
             r"settings|app|tablet))",
-            r"\b(?:act|pretend|roleplay|role-play|role play|behave|respond|answer|imagine)\b[^.\n]{0,60}?\b"
+            r"\b(?:act|pretend|roleplay|role-play|role play|behave|respond|answer|imagine|speak|talk|reply|play|"
+            r"become)\b(?=[^.\n]{0,40}?\b(?:you|yourself|as|an? (?:ai|assistant|model|bot|chatbot|character|persona|"
+            r"version))\b)[^.\n]{0,60}?\b"
             r"(?:no|without|free of|free from|zero|ignoring|beyond)\b[^.\n]{0,25}?\b" + _LIMITS + r"\b",
             r"\b(?:pretend|imagine|act as if|suppose|assume)\b[^.\n]{0,30}\b(?:you|you've|you have)\b[^.\n]{0,15}"
             r"\b(?:no|zero|without)\b[^.\n]{0,15}\b" + _LIMITS + r"\b",
             r"\b(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|unethical|unaligned|unhinged)\b"
             r"[^.\n]{0,25}\b(?:" + _AI + r"|version|alter ego|persona)\b",
             r"\bstay in character\b",
+            r"\byou are (?:now )?['\"]?\w+(?:gpt|bot|ai)\b(?!\w)|\b(?:reply|respond|answer|speak) (?:only )?as "
+            r"\w+(?:gpt|bot)\b",
+            r"\b(?:normally|usually|would|otherwise|typically) (?:refuse|decline|reject)\w*\b[^.\n]{0,50}\b(?:mu"
+            r"st|will|"
+            r"have to|should|need to) (?:answer|comply|respond|do|provide|reply)\b|\bopposite day\b",
+            r"\b(?:with|has|have|having|and|makes|gives) no refusals?\b|\b(?:answers?|responds? to|says?|does|do"
+            r"|tells?) "
+            r"anything\b[^.\n]{0,30}\b(?:no|without) (?:refusals?|restrictions|limits|filters|censorship|rules)\b",
+            r"\b(?:start|begin|prefix|open)\w* (?:your |the |each |every )?(?:answer|reply|response|output)s? (?"
+            r":with|by "
+            r"saying)\b[^\n]{0,40}\b(?:sure,? here|system prompt|instructions|i am free|jailbroken|pwned|absolutely,? "
+            r"here|of course,? here)",
             r"\bjailbr(?:ea|o)k(?:en|ing)? (?:yourself|you|mode|prompt|enabled|activated)\b",
             r"\b(?:two|2|dual|both) (?:different )?(?:responses|answers|ways|personas|versions)\b[^.\n]{0,60}\b"
             r"(?:normal|classic|filtered|jailbreak|dan|unfiltered|unrestricted)\b",
@@ -71,7 +87,7 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"\b(?:never|don't|do not|cannot|can't|must not|won't|will not) (?:ever )?(?:refuse|decline|say no|"
             r"apologi[sz]e|warn)(?:s|d)?\b[^.\n]{0,40}\b(?:any|a|my)? ?(?:request|question|anything|prompt)s?\b",
             r"\b(?:answer|respond|reply|tell me|explain|comply)\b[^.\n]{0,60}\bwithout (?:any )?(?:refus(?:ing|als?)|"
-            r"censor(?:ing|ship)|filter(?:s|ing)?|restrictions?|limits|warnings?|disclaimers?|moralizing|lectures?)\b",
+            r"censor(?:ing|ship)|filter(?:s|ing)?|restrictions?|limits)\b",
             r"\b(?:grandma|grandmother|granny|nana)\b[^\n]{0,120}\b(?:used to|would)\b[^\n]{0,80}\b(?:napalm|"
             r"bomb|meth|explosive|windows (?:10|11|xp) (?:pro )?keys?|serial keys?|poison|weapon)",
             r"\b(?:you have|you've got) \d+ tokens\b",
@@ -87,7 +103,10 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "system prompt extraction",
         (
-            r"\b" + _REVEAL + r"\b[^.\n]{0,30}?\b(?:your|initial|original|hidden|secret|system|internal|developer)"
+            r"\b"
+            + _REVEAL
+            + r"\b[^.\n]{0,30}?\b(?:your|the (?:system|hidden|secret|initial|original|internal)|initial|"
+            r"original|hidden|secret|internal|developer)"
             r"\s+(?:system |hidden |secret |initial |original )?(?:prompt|instructions|system message|pre-?prompt|"
             r"directives)\b",
             r"\b(?:repeat|print|output|copy|recite)(?:s|ing)?\b[^.\n]{0,30}\b(?:everything|all|the (?:text|words|"
@@ -104,27 +123,50 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"\b(?:contents?|text|wording|full copy) of (?:your|the) (?:system |initial |hidden |original |secret )?"
             r"(?:prompt|instructions|system message|pre-?prompt)\b",
             r"\bsystem[_ -]?prompt\.(?:txt|md|json)\b",
+            r"\b(?:top|start|beginning|first (?:lines?|message)) of (?:your|the) (?:context(?: window)?|prompt|"
+            r"instructions|memory)\b",
+            r"\b(?:instructions|rules|guidelines|directives|system prompt|prompt)\b[^.\n]{0,20}\b(?:(?:were|have) you "
+            r"been given|did (?:they|the developers?|your (?:developers?|creators?|makers?|owners?|operators?)|nvidia|"
+            r"openai|anthropic|meta) (?:give|set|write)(?: for)? you|(?:developers?|creators?|makers?|operators?) "
+            r"(?:gave|have given|wrote|set) (?:for )?you)\b",
+            r"\bquote (?:them|it|those|these|your \w+) (?:exactly|verbatim|word for word|in full)\b",
         ),
     ),
     (
         "instruction override",
         (
+            # "ignore my previous instructions" is a user revising their own request, so "my"/"I" end the match.
             r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect|pay no "
             r"attention to|stop following|(?:do not|don't|no longer) (?:follow|obey|listen to)|set aside|throw out|"
-            r"scrap)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|"
-            r"your|the|these|those|system|safety|developer|this|that)\b[^.\n]{0,30}?\b" + _OBJECT + r"\b",
+            r"scrap)\b(?:(?!\b(?:my|our|i|we)\b)[^.\n]){0,40}?\b(?:previous|prior|above|earlier|preceding|former|"
+            r"original|initial|all|any|your|the|these|those|system|safety|developer|this|that)\b(?:(?!\b(?:my|our|i|"
+            r"we)\b)[^.\n]){0,30}?\b" + _OBJECT + r"\b(?!\s+(?:i|we) (?:gave|wrote|sent|mentioned|asked|made|said|"
+            r"typed|provided))",
             r"\b(?:ignore|disregard|forget|pay no attention to)\b[^.\n]{0,10}\b(?:everything|all|what) (?:you were|"
-            r"you've been|you have been|i) (?:told|said|given)\b",
-            r"\b(?:new|updated|real|actual|true) (?:system )?instructions?\s*(?::|from|override)",
+            r"you've been|you have been) (?:told|given)\b",
+            r"\b(?:new|updated|real|actual|true) system instructions?\s*:|\b(?:new|updated|real|actual|true) "
+            r"instructions?\s*(?:from (?:the |your )?(?:admin|developer|operator|system|creator)|override)|\b(?:new|"
+            r"updated|real|actual|true) instructions?\s*:[^\n]{0,60}\b(?:you (?:must|will|are)|ignore|comply|obey|no "
+            r"(?:restrictions|rules|limits)|unrestricted)",
             r"\b(?:from now on|from here on|from this point(?: on| forward)?|henceforth|going forward|starting "
-            r"now),? (?:you|your)\b[^.\n]{0,40}\b(?:will|must|shall|are|answer|respond|reply|act|ignore|no longer|"
-            r"follow|obey|only)\b",
+            r"now),? (?:you|your)\b[^.\n]{0,40}\b(?:act as|behave as|pretend|role-?play|are (?:now |going to be "
+            r")?(?:an? |"
+            r"my )?(?:\w+ )?(?:ai|bot|assistant|model|persona|character)|(?:are )?going to act|no longer|ignore|"
+            r"disregard|without|unrestricted|unfiltered|uncensored|(?:only )?(?:obey|follow)(?: only)? (?:me|my)|"
+            r"answer (?:everything|anything|all)|never refuse)",
             r"\byou (?:are|have been) (?:now )?(?:freed|released|liberated|unshackled|unchained)\b",
             r"\b(?:no longer|not) (?:bound|restricted|limited|constrained) by\b",
             r"\bbreak (?:free )?(?:of|from) (?:the )?(?:typical |usual )?(?:confines|rules|restrictions)\b",
-            r"(?:^|\n|-{3,}|\.\s)\s*(?:#{2,}\s*)?(?:system|developer|admin|administrator|operator|root)\s*"
+            r"(?:^|\n|-{3,}|[.!?'\"]\s)\s*(?:#{2,}\s*)?(?:system|developer|admin|administrator|operator|root)\s*"
             r"(?:prompt|message|override|update|notice)?\s*:\s*\S",
             r"\b(?:end|close) of (?:the )?(?:user )?(?:input|prompt|message|document|conversation)\b\s*-{2,}",
+            r"\b(?:system|admin|developer|security|emergency) override\b",
+            # Text inside a document that addresses the assistant with orders (indirect injection).
+            r"(?:^|[.!?'\"]\s*|\n)(?:dear |hey |attention,? |note to (?:the )?)?(?:ai|assistant|chatbot|language model|"
+            r"llm|gpt|bot)s?\s*[,:]\s*(?:you (?:must|will|shall|are to) (?:now |always |only )?(?:reply|respond|answer|"
+            r"include|ignore|send|tell|forward|say)|(?:now )?(?:ignore|forget|disregard))",
+            r"\b(?:tell|inform|warn|ask|instruct|convince|remind|direct) the user\b[^\n]{0,80}\b(?:password|"
+            r"credentials|log ?in|verify|visit https?|click|send|suspended|bitcoin|gift cards?)\b",
             r"<\|im_start\|>|<extra_id_[0-9]>|\[/?inst\]|<</?sys>>|<\|(?:system|user|assistant)\|>",
             r"</?(?:system|instructions?|admin)>|\[\[\s*(?:assistant|system|ai)\s*:",
             r"\b(?:instructions?|note|message|command)s? (?:for|to) (?:the )?(?:" + _AI + r")\s*:",
@@ -150,7 +192,8 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "non-English override",
         (
             # ignore/forget + instructions/rules (es, pt, fr, it, de, ru, zh)
-            r"\b(?:ignora|ignore|ignorar|ignorad|ignorez|ignorer|ignoriere|ignorier|olvida|olvidar|esqueça|"
+            r"\b(?:ignora|ignore (?:les|toutes|todas|as|tutte)|ignorar|ignorad|ignorez|ignorer|ignoriere|ignorier|"
+            r"olvida|olvidar|esqueça|"
             r"esquece|oublie|oubliez|dimentica|vergiss|vergessen)\b[^.\n]{0,30}\b(?:instrucciones|indicaciones|"
             r"reglas|normas|instruções|regras|instructions|consignes|règles|istruzioni|regole|anweisungen|regeln|"
             r"richtlinien|sicherheitsrichtlinien|vorgaben)\b",
@@ -230,11 +273,11 @@ class InjectionDetector:
             if inner is not None:
                 label = payload.encoding if inner.encoding is None else f"{inner.encoding} inside {payload.encoding}"
                 return InjectionFinding(family=inner.family, evidence=inner.evidence, encoding=label)
-            if self._recheck is not None and payload.confirmed:
+            if self._recheck is not None:
                 abuse = self._recheck(payload.text)
                 if abuse is not None:
                     return InjectionFinding(family="encoded abuse", evidence=abuse[:120], encoding=payload.encoding)
         decode_request = _DECODE_AND_OBEY.search(text)
-        if decode_request and any(p.confirmed for p in payloads):
+        if decode_request and payloads:
             return InjectionFinding(family="encoded instructions", evidence=decode_request.group(0).strip())
         return None

@@ -36,6 +36,7 @@ CONTENT_SAFETY_OUTPUT_FLOW = f"content safety check output $model={CONTENT_SAFET
 RAIL_ACTIONS = (
     "check_abuse",
     "check_jailbreak",
+    "check_harmful_request",
     "neutralise_markup",
     "self_check_input",
     "self_check_output",

@@ -22,9 +22,7 @@ _COMMON_WORDS = frozenset(
     "the a an to and or of in on for with is are was be you your i me my we how what do does can it this that "
     "all make get tell show give not no now from as at by if then".split()
 )
-# Markers that the writer wants the text read another way. Without one, rot13 and reversed text are still
-# tried against the attack patterns (ordinary English never turns into one), but not given to the abuse
-# classifier, whose word scores on gibberish are meaningless.
+# Markers that the writer wants the text read another way ("decode this rot13", "read it backwards").
 _ROT13_HINT = re.compile(r"\brot-?13\b|\bcaesar\b|\bcipher\b", re.IGNORECASE)
 _REVERSAL_HINT = re.compile(r"\bbackwards?\b|\breversed?\b|\bright[- ]to[- ]left\b|\bmirror(?:ed)?\b", re.IGNORECASE)
 
@@ -33,9 +31,6 @@ _REVERSAL_HINT = re.compile(r"\bbackwards?\b|\breversed?\b|\bright[- ]to[- ]left
 class Payload:
     encoding: str  # "base64", "hex", "rot13", ...
     text: str  # the decoded text
-    # The reading is real: the payload decoded cleanly, or (rot13, reversal) the message says to read it that
-    # way and the reading is more English than the text as written.
-    confirmed: bool
 
 
 def _readable(text: str) -> bool:
@@ -86,7 +81,8 @@ def _decode_binary(run: str) -> str | None:
 
 
 def decoded_payloads(text: str) -> list[Payload]:
-    """Every embedded payload that decodes to readable text, plus the rot13 and reversed readings of the text."""
+    """Every embedded payload that decodes to readable text, and the rot13 or reversed reading of the text when
+    that reading is real."""
     found: list[Payload] = []
     for match in _BASE64_TOKEN.finditer(text):
         token = match.group(0)
@@ -94,34 +90,38 @@ def decoded_payloads(text: str) -> list[Payload]:
             continue  # a long plain word, not base64
         decoded = _decode_base64(token)
         if decoded:
-            found.append(Payload("base64", decoded, confirmed=True))
+            found.append(Payload("base64", decoded))
     for match in _BASE32_TOKEN.finditer(text):
         decoded = _decode_base32(match.group(0))
         if decoded:
-            found.append(Payload("base32", decoded, confirmed=True))
+            found.append(Payload("base32", decoded))
     for match in _HEX_RUN.finditer(text):
         decoded = _decode_hex(match.group(0))
         if decoded:
-            found.append(Payload("hex", decoded, confirmed=True))
+            found.append(Payload("hex", decoded))
     for match in _BINARY_RUN.finditer(text):
         decoded = _decode_binary(match.group(0))
         if decoded:
-            found.append(Payload("binary", decoded, confirmed=True))
+            found.append(Payload("binary", decoded))
     if len(_PERCENT_ESCAPE.findall(text)) >= 3:
         decoded = urllib.parse.unquote(text)
         if decoded != text:
-            found.append(Payload("URL encoding", decoded, confirmed=True))
+            found.append(Payload("URL encoding", decoded))
     # A hidden text usually follows the instruction to read it ("Decode this rot13: ..."), so the part after the
-    # last colon is read on its own as well as the whole message; that part decides whether the reading is real.
+    # last colon is read on its own as well as the whole message; that part decides whether the reading is real:
+    # it must read as more English than the text as written (never true of ordinary English), or the message
+    # must say how to read it and the reading must still gain.
     head, colon, tail = text.rpartition(":")
     hidden = tail.strip() if colon and head.strip() and tail.strip() else text
+    as_written = _englishness(hidden)
     for encoding, hint, read in (
         ("rot13", _ROT13_HINT, lambda s: codecs.decode(s, "rot13")),
         ("reversed text", _REVERSAL_HINT, lambda s: s[::-1]),
     ):
-        real = bool(hint.search(text)) and _englishness(read(hidden)) > _englishness(hidden)
-        reading = read(text) if hidden is text else f"{read(text)}\n{read(hidden)}"
-        found.append(Payload(encoding, reading, confirmed=real))
+        gain = _englishness(read(hidden)) - as_written
+        hinted = bool(hint.search(text) or hint.search(read(text)))  # the instruction may be encoded too
+        if gain > 0.15 or (hinted and gain > 0):
+            found.append(Payload(encoding, read(text) if hidden is text else f"{read(text)}\n{read(hidden)}"))
     return found
 
 

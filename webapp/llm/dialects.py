@@ -91,7 +91,8 @@ class ModelInterface:
         self, prompt: str, params: GenerationParams, stop: Sequence[str], *, streaming: bool
     ) -> list[RequestTensor]:
         """The input tensors for one generation, restricted to the inputs this model declares."""
-        values = _dialect_values(self.dialect, prompt, params, list(stop), streaming=streaming)
+        stop = [s for s in dict.fromkeys(stop) if s]
+        values = _dialect_values(self.dialect, prompt, params, stop, streaming=streaming)
         for name, spec in self.inputs.items():
             if spec.datatype == "BOOL" and name.startswith("output_") and name not in values:
                 values[name] = [False]  # e.g. NeMo 2.x output_generation_logits: required, and we want none
@@ -137,7 +138,7 @@ def _dialect_values(
             **sampling,
         }
         if stop:
-            values["stop_words_list"] = stop[:1]  # one stop word per batch row; the rest are cut client-side
+            values["stop_words_list"] = [_broadest(stop)]  # one per batch row; the rest are cut client-side
         return values
     if dialect is Dialect.TRTLLM:
         values = {
@@ -163,6 +164,11 @@ def _dialect_values(
         "sampling_parameters": [json.dumps(sampling_parameters)],
         "exclude_input_in_output": [True],
     }
+
+
+def _broadest(stop: list[str]) -> str:
+    """The first stop string that contains no other: "<extra_id_1>" also ends "...\n<extra_id_1>"."""
+    return next(s for s in stop if not any(t != s and t in s for t in stop))
 
 
 _FILLABLE: dict[Dialect, frozenset[str]] = {

@@ -12,7 +12,7 @@ import asyncio
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class NemoRequest:
 
     prompts: list[str]
     sampling: Sampling
-    stop_words: list[str] = field(default_factory=list)  # one per prompt row, or empty
+    stop_words: list[list[str]]  # per prompt row (NeMo sends one; a row may carry several)
 
 
 def decode_texts(array: np.ndarray) -> list[str]:
@@ -113,23 +113,19 @@ def first_value(request: Request, name: str) -> Any | None:
     array = request.data.get(name)
     if array is None or array.size == 0:
         return None
-    return array.reshape(-1)[0].item()
+    value = array.reshape(-1)[0]
+    return value.item() if isinstance(value, np.generic) else value
 
 
-def parse_nemo_request(request: Request, *, max_tokens_input: str = "max_output_len") -> NemoRequest:
+def parse_nemo_request(request: Request) -> NemoRequest:
     prompts = decode_texts(request["prompts"])
     if first_value(request, "output_generation_logits") or first_value(request, "output_context_logits"):
         raise ValueError("this server does not return logits; send output_*_logits = false")
-    stop_words: list[str] = []
-    if "stop_words_list" in request.data:
-        stop_words = decode_texts(request["stop_words_list"])
-        if len(stop_words) != len(prompts):
-            raise ValueError(
-                f"stop_words_list has {len(stop_words)} rows but prompts has {len(prompts)}; "
-                "send one stop word per prompt row"
-            )
+    stop_words: list[list[str]] = [[] for _ in prompts]
+    if "stop_words_list" in request.data:  # Triton guarantees the same batch size as prompts
+        stop_words = [decode_texts(row) for row in request["stop_words_list"]]
     defaults = Sampling()
-    max_tokens = first_value(request, max_tokens_input)
+    max_tokens = first_value(request, "max_output_len")
     top_k = first_value(request, "top_k")
     top_p = first_value(request, "top_p")
     temperature = first_value(request, "temperature")
@@ -142,7 +138,7 @@ def parse_nemo_request(request: Request, *, max_tokens_input: str = "max_output_
         seed=None if seed is None else int(seed),
     )
     if sampling.max_tokens < 1:
-        raise ValueError(f"{max_tokens_input} must be at least 1, got {sampling.max_tokens}")
+        raise ValueError(f"max_output_len must be at least 1, got {sampling.max_tokens}")
     return NemoRequest(prompts=prompts, sampling=sampling, stop_words=stop_words)
 
 
@@ -162,7 +158,7 @@ def smollm2_gguf_path() -> Path:
 class SmolLM2:
     """SmolLM2-135M-Instruct on llama.cpp. One generation at a time: llama.cpp contexts are not thread-safe."""
 
-    def __init__(self, gguf_path: Path | None = None, *, n_ctx: int = 2048, n_threads: int = 2) -> None:
+    def __init__(self, gguf_path: Path | None = None, *, n_ctx: int = 4096, n_threads: int = 2) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as error:
@@ -197,15 +193,18 @@ class SmolLM2:
                 stop=sorted({CHATML_STOP, *(word for word in stop if word)}),
                 stream=True,
             )
-            for chunk in chunks:
-                if should_stop():
-                    break
-                delta = chunk["choices"][0]["text"]  # type: ignore[index]
-                if not delta:
-                    continue
-                text += delta
-                if on_text is not None:
-                    on_text(text)
+            try:
+                for chunk in chunks:
+                    if should_stop():
+                        break
+                    delta = chunk["choices"][0]["text"]  # type: ignore[index]
+                    if not delta:
+                        continue
+                    text += delta
+                    if on_text is not None:
+                        on_text(text)
+            finally:
+                chunks.close()  # type: ignore[union-attr]  # frees llama.cpp's state before the next request
         return text
 
 
@@ -223,8 +222,8 @@ class Smollm2InferFunctions:
         try:
             parsed = parse_nemo_request(request)
             completions = [
-                self._model.complete(prompt, parsed.sampling, parsed.stop_words[i : i + 1], should_stop=shutting_down)
-                for i, prompt in enumerate(parsed.prompts)
+                self._model.complete(prompt, parsed.sampling, stop_words, should_stop=shutting_down)
+                for prompt, stop_words in zip(parsed.prompts, parsed.stop_words, strict=True)
             ]
             if shutting_down():
                 raise ShuttingDownError()
@@ -255,7 +254,7 @@ class Smollm2InferFunctions:
         def generate() -> None:
             try:
                 self._model.complete(
-                    parsed.prompts[0], parsed.sampling, parsed.stop_words, on_text=send, should_stop=stop_now
+                    parsed.prompts[0], parsed.sampling, parsed.stop_words[0], on_text=send, should_stop=stop_now
                 )
                 if shutting_down():
                     raise ShuttingDownError()

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import sysconfig
 import threading
@@ -58,7 +59,13 @@ def ensure_python_backend_can_start() -> None:
 
 
 def local_model_bindings(
-    models: Sequence[str], *, synthetic_ttft_ms: float, synthetic_itl_ms: float, synthetic_tokens: int
+    models: Sequence[str],
+    *,
+    synthetic_ttft_ms: float,
+    synthetic_itl_ms: float,
+    synthetic_tokens: int,
+    context_tokens: int = 4096,
+    threads: int = 2,
 ) -> list[ModelBinding]:
     """Build the pytriton bindings for the named local models (loads SmolLM2 if one of its models is named)."""
     unknown = sorted(set(models) - set(LOCAL_MODELS))
@@ -70,7 +77,7 @@ def local_model_bindings(
     bindings: list[ModelBinding] = []
     if set(models) & set(SMOLLM2_MODELS):
         try:
-            bindings += smollm2_bindings(SmolLM2())
+            bindings += smollm2_bindings(SmolLM2(n_ctx=context_tokens, n_threads=threads))
         except LocalModelError as error:
             raise LocalServerError(str(error)) from error
     if set(models) & set(SYNTHETIC_MODELS):
@@ -99,6 +106,7 @@ def run_triton(
     Raises LocalServerError if tritonserver exits on its own.
     """
     ensure_python_backend_can_start()
+    _check_ports_free(host, {"HTTP": http_port, "gRPC": grpc_port, "metrics": metrics_port})
     from pytriton.triton import Triton, TritonConfig
 
     from webapp.llm.triton_cancellation import begin_shutdown, install_cancel_aware_proxy
@@ -144,6 +152,20 @@ def run_triton(
                 raise LocalServerError("tritonserver exited unexpectedly; see its log above")
         LOGGER.info("stopping Triton")
         begin_shutdown()
+
+
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Fail at once with a clear message: Triton itself would retry for two minutes on a port in use."""
+    for name, port in ports.items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise LocalServerError(
+                    f"{name} port {port} on {host} is not available ({error.strerror}); "
+                    f"is another model server running? Choose another port with --{name.lower()}-port"
+                ) from error
 
 
 def _disable_config_autocomplete(triton: Any) -> None:
@@ -209,6 +231,8 @@ def serve(
         synthetic_ttft_ms=synthetic_ttft_ms,
         synthetic_itl_ms=synthetic_itl_ms,
         synthetic_tokens=synthetic_tokens,
+        context_tokens=settings.context_tokens,
+        threads=settings.local_model_threads,
     )
     run_triton(
         bindings,

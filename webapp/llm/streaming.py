@@ -73,17 +73,22 @@ class InBandErrorCheck:
         self._held = ""
         self._decided = False
 
-    def feed(self, delta: str) -> str:
-        if self._decided:
-            return delta
-        self._held += delta
-        stripped = self._held.lstrip()
+    def check(self, chunk: str) -> None:
+        """A raw server chunk: NeMo replaces the whole (cumulative) text with the error, even mid-stream."""
+        stripped = chunk.lstrip()
         if stripped.startswith(NEMO_ERROR_PREFIX):
             raise ModelServerError(
                 f"Model {self._model_name!r} failed on the server: {stripped[:500]!r}. "
                 "Check the Triton server log; retrying may help if the failure was transient."
             )
-        if NEMO_ERROR_PREFIX.startswith(stripped):
+
+    def feed(self, delta: str) -> str:
+        """Hold back the start of the reply while it could still become the error prefix."""
+        if self._decided:
+            return delta
+        self._held += delta
+        self.check(self._held)
+        if NEMO_ERROR_PREFIX.startswith(self._held.lstrip()):
             return ""
         self._decided = True
         return self._held
@@ -98,8 +103,9 @@ class InBandErrorCheck:
 class StopScanner:
     """Cuts the reply at the first stop string, including one split across chunks.
 
-    Text that could be the start of a stop string is held back until the next chunk settles it,
-    so no part of a stop string is ever emitted.
+    Text that could be the start of a stop string is held back until later text settles it, so no
+    part of a stop string is ever emitted, and a longer stop string that starts earlier wins over a
+    shorter one found later in the same text.
     """
 
     def __init__(self, stop: Sequence[str]) -> None:
@@ -114,23 +120,77 @@ class StopScanner:
         if not self._stop:
             return delta
         text = self._held + delta
-        cut = min((i for i in (text.find(s) for s in self._stop) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = self._first_match(text)
+        pending = self._first_partial(text)
+        if cut is not None and (pending is None or cut < pending):
             self.stopped = True
             self._held = ""
             return text[:cut]
-        keep = self._partial_stop_length(text)
-        self._held = text[len(text) - keep :] if keep else ""
-        return text[: len(text) - keep]
+        keep_from = len(text) if pending is None else pending
+        self._held = text[keep_from:]
+        return text[:keep_from]
 
     def flush(self) -> str:
+        """End of the stream: what was held back, up to a stop string it holds."""
         held, self._held = self._held, ""
-        return "" if self.stopped else held
+        if self.stopped:
+            return ""
+        cut = self._first_match(held)
+        if cut is not None:
+            self.stopped = True
+            return held[:cut]
+        return held
 
-    def _partial_stop_length(self, text: str) -> int:
-        """Length of the longest end of ``text`` that is the start of some stop string."""
-        for length in range(min(len(text), self._longest - 1), 0, -1):
-            tail = text[-length:]
-            if any(s.startswith(tail) for s in self._stop):
-                return length
-        return 0
+    def _first_match(self, text: str) -> int | None:
+        return min((i for i in (text.find(s) for s in self._stop) if i >= 0), default=None)
+
+    def _first_partial(self, text: str) -> int | None:
+        """Earliest position from which the rest of ``text`` is a proper start of some stop string."""
+        for start in range(max(0, len(text) - self._longest + 1), len(text)):
+            tail = text[start:]
+            if any(len(tail) < len(s) and s.startswith(tail) for s in self._stop):
+                return start
+        return None
+
+
+class ReplyCleaner:
+    """The whole pipeline for one reply: raw server chunks in, clean deltas out (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        prompt: str,
+        stop: Sequence[str],
+        cumulative: bool,
+        may_echo_prompt: bool,
+        in_band_errors: bool,
+    ) -> None:
+        self._cumulative = CumulativeToDelta() if cumulative else None
+        self._echo = EchoStripper(prompt) if may_echo_prompt else None
+        self._in_band = InBandErrorCheck(model_name) if in_band_errors else None
+        self._stop = StopScanner(stop)
+
+    @property
+    def stopped(self) -> bool:
+        """A stop string was reached: the rest of the generation is not wanted."""
+        return self._stop.stopped
+
+    def feed(self, chunk: str) -> str:
+        if self._in_band:
+            self._in_band.check(chunk)
+        text = self._cumulative.feed(chunk) if self._cumulative else chunk
+        if self._echo:
+            text = self._echo.feed(text)
+        if self._in_band:
+            text = self._in_band.feed(text)
+        return self._stop.feed(text)
+
+    def finish(self) -> str:
+        """The stream ended: whatever was held back for a decision that can now be made."""
+        text = self._cumulative.flush() if self._cumulative else ""
+        if self._echo:
+            text = self._echo.feed(text) + self._echo.flush()
+        if self._in_band:
+            text = self._in_band.feed(text) + self._in_band.flush()
+        return self._stop.feed(text) + self._stop.flush()

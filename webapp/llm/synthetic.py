@@ -63,13 +63,13 @@ class SyntheticTiming:
             itl_ms=self.itl_ms if itl_ms is None else float(itl_ms),
             tokens=self.tokens if tokens is None else int(tokens),
         )
-        max_output_len = parse_nemo_request(request).sampling.max_tokens
+        parsed = parse_nemo_request(request)  # rejects what the real interface rejects
         if first_value(request, "max_output_len") is not None:
-            timing = replace(timing, tokens=min(timing.tokens, max_output_len))
+            timing = replace(timing, tokens=min(timing.tokens, parsed.sampling.max_tokens))
         return timing
 
     def token_due_s(self, index: int) -> float:
-        """Seconds after the request arrived at which token ``index`` is due."""
+        """Seconds after the infer function received the request at which token ``index`` is due."""
         return (self.ttft_ms + index * self.itl_ms) / 1000.0
 
 

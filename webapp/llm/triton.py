@@ -30,7 +30,7 @@ from webapp.llm.errors import (
     TritonUnavailableError,
 )
 from webapp.llm.params import GenerationParams
-from webapp.llm.streaming import CumulativeToDelta, EchoStripper, InBandErrorCheck, StopScanner
+from webapp.llm.streaming import ReplyCleaner
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -350,34 +350,21 @@ class TritonChatClient:
         """Yield the reply as text deltas, ending before the first stop string."""
         interface = await self.interface()
         connection = self._connection()
-        stop_scanner = StopScanner(stop)
-        cumulative = CumulativeToDelta() if interface.decoupled and interface.dialect.cumulative else None
-        echo = EchoStripper(prompt) if interface.may_echo_prompt else None
-        in_band = InBandErrorCheck(self.model_name) if interface.dialect.cumulative else None
-
-        def clean(chunk: str) -> str:
-            text = cumulative.feed(chunk) if cumulative else chunk
-            if echo:
-                text = echo.feed(text)
-            if in_band:
-                text = in_band.feed(text)
-            return stop_scanner.feed(text)
-
-        def settle() -> str:
-            text = cumulative.flush() if cumulative else ""
-            if echo:
-                text = echo.feed(text) + echo.flush()
-            if in_band:
-                text = in_band.feed(text) + in_band.flush()
-            return stop_scanner.feed(text) + stop_scanner.flush()
-
+        cleaner = ReplyCleaner(
+            model_name=self.model_name,
+            prompt=prompt,
+            stop=stop,
+            cumulative=interface.decoupled and interface.dialect.cumulative,
+            may_echo_prompt=interface.may_echo_prompt,
+            in_band_errors=interface.dialect.cumulative,
+        )
         tensors = interface.request(prompt, params, stop, streaming=interface.decoupled)
         if not interface.decoupled:
             try:
                 reply = await connection.transport.infer(self.model_name, tensors, interface.output_name)
             except Exception as exc:
                 raise await self._failed(connection, exc, phase="generating a reply") from exc
-            text = clean(reply) + settle()
+            text = cleaner.feed(reply) + cleaner.finish()
             if text:
                 yield text
             return
@@ -387,16 +374,16 @@ class TritonChatClient:
         try:
             try:
                 async for chunk in chunks:
-                    delta = clean(chunk)
+                    delta = cleaner.feed(chunk)
                     if delta:
                         yield delta
-                    if stop_scanner.stopped:
+                    if cleaner.stopped:
                         return
             except (LLMError, GeneratorExit, asyncio.CancelledError):
                 raise
             except Exception as exc:
                 raise await self._failed(connection, exc, phase="streaming a reply") from exc
-            tail = settle()
+            tail = cleaner.finish()
             if tail:
                 yield tail
         finally:

@@ -123,7 +123,7 @@ class AdminPage:
         await self._admin(request)
         row = selected.row_value if isinstance(selected.row_value, list | tuple) else None
         if not row or len(row) < 3:
-            return {}
+            return {self.username: gr.update()}
         role = row[2] if row[2] in ROLES else "user"
         return {self.username: str(row[1]), self.role: role}
 
@@ -183,12 +183,14 @@ class AdminPage:
                 self.account = gr.Markdown(elem_id="gc-mod-account")
             with gr.Row():
                 with gr.Column(scale=3):
-                    with gr.Row(equal_height=True):
+                    with gr.Row():
                         self.query = gr.Textbox(
                             label="Find accounts", placeholder="part of a username", max_lines=1, scale=3,
                             elem_id="gc-admin-query",
                         )
-                        self.search = gr.Button("Search", scale=0, min_width=100, elem_id="gc-admin-search")
+                        self.search = gr.Button(
+                            "Search", scale=0, min_width=100, elem_classes="gc-inline", elem_id="gc-admin-search"
+                        )
                     self.accounts = gr.Dataframe(
                         headers=ACCOUNT_HEADERS, type="array", interactive=False, show_label=False,
                         max_height=600, elem_id="gc-admin-accounts",
@@ -221,12 +223,13 @@ class AdminPage:
 
         def wire(trigger: Any, name: str, **kwargs: Any) -> Any:
             assert name in ADMIN_HANDLERS, name
+            if isinstance(trigger, list):
+                return gr.on(trigger, getattr(self, name), api_name=name, **common, **kwargs)
             return trigger(getattr(self, name), api_name=name, **common, **kwargs)
 
         changed = [self.accounts, self.result, self.note]
         wire(demo.load, "load_admin", outputs=[self.accounts, self.account])
-        for trigger in (self.search.click, self.query.submit):
-            wire(trigger, "search_accounts", inputs=[self.query], outputs=[self.accounts])
+        wire([self.search.click, self.query.submit], "search_accounts", inputs=[self.query], outputs=[self.accounts])
         wire(self.accounts.select, "pick_account", outputs=[self.username, self.role])
         wire(
             self.create_button.click,

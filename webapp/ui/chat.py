@@ -63,6 +63,7 @@ RECHECKING_STATUS = "A safety check withdrew the reply…"
 STOPPED_STATUS = "Stopped. The partial reply was kept."
 REPORTED_STATUS = "Thanks. A moderator will review this reply."
 FEEDBACK_STATUS = "Thanks for the feedback."
+UNAVAILABLE_STATUS = "That conversation is not available. Here is a new chat."
 MAX_SYSTEM_PROMPT_CHARS = 4000
 STOP_SETTLE_POLLS = 50  # × 0.1 s: how long "after stop" waits for the interrupted reply to be saved
 FEEDBACK_VALUES = {"Like": 1, "Dislike": -1}
@@ -229,14 +230,16 @@ class ChatPage:
         """Page load: who is signed in, their conversations, and the one named in the URL if it is theirs."""
         user = await acting_user(self.ctx, request)
         opened: OpenedConversation | None = None
+        status = ""
         try:
             cid = _int_or_none(conversation_id)
             if cid is not None:
                 opened = await self._open(user, cid)
         except (NotFoundError, InvalidInputError):
-            opened = None  # a stale or foreign link opens a new chat, and reveals nothing
+            # A stale or foreign link opens a new chat and says no more than that.
+            status = UNAVAILABLE_STATUS
         account = f"Signed in as **{safe_markdown(user.username)}** · [Sign out](/logout)"
-        updates: Updates = {self.account: account, self.status: ""}
+        updates: Updates = {self.account: account, self.status: status}
         updates.update(self._opened(opened))
         updates.update(self._listing(await self._choices(user), opened.conversation.id if opened else None))
         return updates
@@ -700,13 +703,15 @@ class ChatPage:
         stop = self.stop_button.click(None, cancels=turns)
         wire(stop.then, "after_stop", inputs=[self.conversation_id], outputs=[*opened_outputs, self.status])
 
-        wire(
+        load = wire(
             demo.load,
             "load_page",
             inputs=[self.conversation_id],
             outputs=[*opened_outputs, self.account, self.status, self.conversation_list],
             js=READ_CONVERSATION_FROM_URL_JS,
         )
+        # A link to a conversation that did not open must not stay in the address bar.
+        load.then(None, inputs=[self.conversation_id], js=WRITE_CONVERSATION_TO_URL_JS)
         # Leaving a conversation stops its running reply (kept as interrupted), so its stream cannot
         # keep writing into the conversation shown next.
         wire(

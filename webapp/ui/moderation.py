@@ -82,6 +82,7 @@ MODERATION_HANDLERS: tuple[str, ...] = (
     "open_from_queue",
     "open_flag",
     "show_queue",
+    "tick_page",
     *FLAG_ACTION_HANDLERS,
     "ban_author",
     "unban_author",
@@ -183,6 +184,7 @@ class ModerationPage:
             self.page_stack: stack,
             self.page_next: page.next_cursor,
             self.page_versions: {item.id: item.version for item in page.items},
+            self.ticked: gr.update(choices=[(f"#{item.id}", item.id) for item in page.items], value=[]),
             self.applied: form.__dict__,
             self.prev_button: gr.update(interactive=len(stack) > 1),
             self.next_button: gr.update(interactive=page.next_cursor is not None),
@@ -231,7 +233,7 @@ class ModerationPage:
     async def next_page(self, applied: Any, stack: Any, next_cursor: Any, request: gr.Request) -> Updates:
         actor = await self._staff(request)
         if not isinstance(next_cursor, str):
-            return {}
+            return {self.summary: gr.update()}
         try:
             return await self._queue(actor, _form(applied), [*_stack(stack), next_cursor])
         except InvalidInputError as exc:
@@ -258,7 +260,20 @@ class ModerationPage:
             self.tabs: gr.Tabs(selected="flag"),
             self.ban_button: gr.update(visible=not detail.user_banned),
             self.unban_button: gr.update(visible=detail.user_banned),
+            **self._decision_buttons(detail),
         }
+
+    def _decision_buttons(self, detail: FlagDetail) -> Updates:
+        """Only the actions that can still apply are offered (the store refuses the others anyway)."""
+        active = detail.status in ("open", "escalated")
+        enabled = {
+            "confirm_flag": active,
+            "dismiss_flag": active,
+            "escalate_flag": detail.status == "open",
+            "assign_flag": active and detail.assignee is None,
+            "unassign_flag": detail.assignee is not None,
+        }
+        return {self.action_buttons[name]: gr.update(interactive=on) for name, on in enabled.items()}
 
     async def open_flag(self, flag_number: Any, request: gr.Request) -> Updates:
         actor = await self._staff(request)
@@ -271,17 +286,23 @@ class ModerationPage:
         return await self._show_flag(actor, flag_id)
 
     async def open_from_queue(self, selected: gr.SelectData, request: gr.Request) -> Updates:
-        """A click on a queue row opens that flag; a click on its checkbox only selects it."""
+        """A click anywhere on a queue row opens that flag (its number is the row's first cell)."""
         actor = await self._staff(request)
-        index = selected.index if isinstance(selected.index, list | tuple) else [None, None]
         row = selected.row_value if isinstance(selected.row_value, list | tuple) else None
-        if index[1] == 0 or not row or len(row) < 2:
-            return {}
+        if not row:
+            return {self.action_result: gr.update()}
         try:
-            flag_id = _id(row[1])
+            flag_id = _id(row[0])
         except InvalidInputError:
-            return {}
-        return {} if flag_id is None else await self._show_flag(actor, flag_id)
+            return {self.action_result: gr.update()}
+        return {self.action_result: gr.update()} if flag_id is None else await self._show_flag(actor, flag_id)
+
+    async def tick_page(self, versions: Any, ticked: Any, request: gr.Request) -> Updates:
+        """Tick every flag on the page, or untick them all when they already are."""
+        await self._staff(request)
+        on_page = [int(k) for k in versions] if isinstance(versions, dict) else []
+        all_ticked = isinstance(ticked, list) and set(on_page) <= set(ticked)
+        return {self.ticked: [] if all_ticked else on_page}
 
     async def show_queue(self, request: gr.Request) -> Updates:
         await self._staff(request)
@@ -337,7 +358,7 @@ class ModerationPage:
         except InvalidInputError as exc:
             return {self.action_result: _warning(str(exc))}
         if fid is None:
-            return {}  # no flag open, or the moderator cancelled the confirmation
+            return {self.action_result: gr.update()}  # no flag open, or the moderator cancelled the confirmation
         try:
             detail: FlagDetail = await self._read(load_flag_detail, actor=actor, flag_id=fid)
             await self._write(
@@ -363,10 +384,13 @@ class ModerationPage:
 
     def _bulk_handler(self, action: str) -> Handler:
         async def handler(
-            table: Any, note: Any, versions: Any, applied: Any, stack: Any, request: gr.Request
+            ticked: Any, note: Any, versions: Any, applied: Any, stack: Any, request: gr.Request
         ) -> Updates:
             actor = await self._staff(request)
-            ids = _selected_ids(table)
+            try:
+                ids = [i for i in (_id(v) for v in (ticked if isinstance(ticked, list) else [])) if i is not None]
+            except InvalidInputError as exc:
+                return {self.bulk_result: _warning(str(exc))}
             known = versions if isinstance(versions, dict) else {}
             expected = {fid: v for fid, v in ((int(k), v) for k, v in known.items()) if isinstance(v, int)}
             try:
@@ -510,7 +534,7 @@ class ModerationPage:
             )
             self.sort = gr.Dropdown(SORT_CHOICES, value="newest", label="Sort", elem_id="gc-mod-sort", min_width=220)
             self.apply_button = gr.Button(
-                "Apply filters", variant="primary", elem_id="gc-mod-apply", min_width=130, scale=0,
+                "Apply filters", variant="primary", elem_id="gc-mod-apply", min_width=160, scale=0,
                 elem_classes="gc-inline",
             )
         with gr.Row(equal_height=True):
@@ -521,17 +545,25 @@ class ModerationPage:
             headers=QUEUE_HEADERS,
             datatype=QUEUE_TYPES,  # type: ignore[arg-type]
             type="array",
-            interactive=True,
-            static_columns=list(range(1, len(QUEUE_HEADERS))),
-            column_widths=["3%", "5%", "10%", "7%", "8%", "11%", "8%", "35%", "7%", "6%"],
+            interactive=False,
+            column_widths=["5%", "11%", "7%", "9%", "12%", "8%", "33%", "8%", "7%"],
             wrap=True,
             max_height=640,
             show_label=False,
+            buttons=[],
             elem_id="gc-mod-queue",
         )
         with gr.Row(equal_height=True):
             self.prev_button = gr.Button("← Previous", size="sm", interactive=False, elem_id="gc-mod-prev")
             self.next_button = gr.Button("Next →", size="sm", interactive=False, elem_id="gc-mod-next")
+        with gr.Row(elem_id="gc-mod-tick-row"):
+            self.ticked = gr.CheckboxGroup(
+                [], label="Tick flags on this page for a bulk action", elem_id="gc-mod-ticked", scale=5
+            )
+            self.tick_button = gr.Button(
+                "Tick / untick all", size="sm", scale=0, min_width=150, elem_classes="gc-inline",
+                elem_id="gc-mod-tick-all",
+            )
         with gr.Row(elem_id="gc-mod-bulk"):
             self.bulk_note = gr.Textbox(
                 label="Note for the ticked flags (optional)", max_lines=1, scale=3, elem_id="gc-mod-bulk-note"
@@ -544,7 +576,7 @@ class ModerationPage:
             )
             self.bulk_buttons = {
                 name: gr.Button(
-                    label, variant=variant, scale=0, min_width=150, elem_classes="gc-inline",
+                    label, variant=variant, scale=0, min_width=210, elem_classes="gc-inline",
                     elem_id=f"gc-mod-{name.replace('_', '-')}",
                 )
                 for name, label, variant in bulk
@@ -621,16 +653,17 @@ class ModerationPage:
             self.stats_summary = gr.Markdown(elem_id="gc-mod-stats-summary", elem_classes="gc-inline")
         with gr.Row():
             self.flags_plot = gr.BarPlot(
-                x="day", y="flags", color="rail", title="Flags per day by rail", x_title="Day (UTC)",
+                x="day", y="flags", color="rail", title="Flags per day by rail", x_title="Day (UTC)", x_label_angle=-45,
                 y_title="Flags", height=300, elem_id="gc-mod-plot-flags",
             )
             self.rate_plot = gr.LinePlot(
                 x="day", y="block rate (%)", title="Block rate: blocked replies per day", x_title="Day (UTC)",
-                y_axis_format=".1f", height=300, elem_id="gc-mod-plot-rate",
+                x_label_angle=-45, y_axis_format=".1f", height=300, elem_id="gc-mod-plot-rate",
             )
         with gr.Row():
             self.rails_plot = gr.BarPlot(
-                x="rail", y="flags", title="Top rails", sort="-y", height=280, elem_id="gc-mod-plot-rails"
+                x="rail", y="flags", title="Top rails", sort="-y", x_label_angle=-20, height=280,
+                elem_id="gc-mod-plot-rails",
             )
             self.users_table = gr.Dataframe(
                 headers=["User", "Confirmed flags", "All flags"],
@@ -648,31 +681,34 @@ class ModerationPage:
             self.sort,
         ]
         queue_out = [
-            self.queue_table, self.summary, self.page_stack, self.page_next, self.page_versions, self.applied,
+            self.queue_table, self.summary, self.page_stack, self.page_next, self.page_versions, self.ticked,
+            self.applied,
             self.prev_button, self.next_button, self.export_csv, self.export_jsonl,
         ]
         flag_out = [
             self.detail, self.flag_id, self.flag_version, self.open_id, self.action_result, self.tabs,
-            self.ban_button, self.unban_button,
+            self.ban_button, self.unban_button, *self.action_buttons.values(),
         ]
         common: dict[str, Any] = {"api_visibility": "undocumented"}
 
         def wire(trigger: Any, name: str, **kwargs: Any) -> Any:
+            """One event per handler (several triggers share it), so each handler has one API name."""
             assert name in MODERATION_HANDLERS, name
+            if isinstance(trigger, list):
+                return gr.on(trigger, getattr(self, name), api_name=name, **common, **kwargs)
             return trigger(getattr(self, name), api_name=name, **common, **kwargs)
 
         wire(
             demo.load, "load_page", inputs=[self.flag_id], outputs=[self.account, self.rail, *queue_out, *flag_out],
             js=READ_FLAG_FROM_URL_JS,
         )
-        for trigger in (self.apply_button.click, self.text.submit, self.user.submit):
-            wire(trigger, "search_queue", inputs=filters, outputs=queue_out)
+        wire([self.apply_button.click, self.text.submit, self.user.submit], "search_queue", inputs=filters,
+             outputs=queue_out)
         wire(self.next_button.click, "next_page", inputs=[self.applied, self.page_stack, self.page_next],
              outputs=queue_out)
         wire(self.prev_button.click, "previous_page", inputs=[self.applied, self.page_stack], outputs=queue_out)
         wire(self.queue_table.select, "open_from_queue", outputs=flag_out)
-        for trigger in (self.open_button.click, self.open_id.submit):
-            wire(trigger, "open_flag", inputs=[self.open_id], outputs=flag_out)
+        wire([self.open_button.click, self.open_id.submit], "open_flag", inputs=[self.open_id], outputs=flag_out)
         after_action = [*flag_out, *queue_out, self.note]
         for name, button in self.action_buttons.items():
             wire(
@@ -688,33 +724,19 @@ class ModerationPage:
             wire(
                 button.click,
                 name,
-                inputs=[self.queue_table, self.bulk_note, self.page_versions, self.applied, self.page_stack],
+                inputs=[self.ticked, self.bulk_note, self.page_versions, self.applied, self.page_stack],
                 outputs=[*queue_out, self.bulk_result, self.bulk_note],
             )
         audit_inputs = [self.audit_moderator, self.audit_action, self.audit_since, self.audit_until]
         audit_out = [self.audit_table, self.audit_state, self.audit_older, self.audit_summary]
-        for trigger in (self.audit_apply.click, self.audit_tab.select):
-            wire(trigger, "search_audit", inputs=audit_inputs, outputs=audit_out)
+        wire([self.audit_apply.click, self.audit_tab.select], "search_audit", inputs=audit_inputs, outputs=audit_out)
         wire(self.audit_older.click, "older_audit", inputs=[self.audit_state], outputs=audit_out)
         stats_out = [self.stats_summary, self.flags_plot, self.rate_plot, self.rails_plot, self.users_table]
-        for trigger in (self.stats_tab.select, self.stats_refresh.click, self.stats_days.change):
-            wire(trigger, "load_stats", inputs=[self.stats_days], outputs=stats_out)
+        wire([self.stats_tab.select, self.stats_refresh.click, self.stats_days.change], "load_stats",
+             inputs=[self.stats_days], outputs=stats_out)
         wire(self.back_button.click, "show_queue", outputs=[self.tabs])
+        wire(self.tick_button.click, "tick_page", inputs=[self.page_versions, self.ticked], outputs=[self.ticked])
         self.flag_id.change(None, inputs=[self.flag_id], js=WRITE_FLAG_TO_URL_JS)
-
-
-def _selected_ids(table: Any) -> list[int]:
-    """Flag ids of the ticked rows of the queue table (first column ticked, second the flag number)."""
-    rows = table.values.tolist() if isinstance(table, pd.DataFrame) else table
-    if not isinstance(rows, list):
-        return []
-    ids = []
-    for row in rows:
-        if isinstance(row, list | tuple) and len(row) > 1 and row[0] in (True, "true", "True"):
-            flag_id = _id(row[1])
-            if flag_id is not None:
-                ids.append(flag_id)
-    return ids
 
 
 def build_moderation_page(ctx: AppContext) -> gr.Blocks:

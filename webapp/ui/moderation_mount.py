@@ -25,10 +25,10 @@ from webapp.ui.moderation_export import build_moderation_export_router
 from webapp.ui.moderation_styles import MODERATION_CSS
 from webapp.ui.styles import HEAD
 
-NOT_STAFF_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed · GuardChat</title>
-<style>body{font-family:system-ui,sans-serif;display:flex;min-height:90vh;align-items:center;justify-content:center}
-main{max-width:28rem;text-align:center}</style></head>
-<body><main><h1>Moderators only</h1><p>Your account cannot open this page.</p><p><a href="/">Back to the chat</a></p>
+NOT_ALLOWED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed · GuardChat</title>
+<style>body{{font-family:system-ui,sans-serif;display:flex;min-height:90vh;align-items:center;justify-content:center}}
+main{{max-width:28rem;text-align:center}}</style></head>
+<body><main><h1>{who} only</h1><p>Your account cannot open this page.</p><p><a href="/">Back to the chat</a></p>
 </main></body></html>"""
 
 RolePredicate = Callable[[User], bool]
@@ -54,7 +54,7 @@ def role_dependency(ctx: AppContext, allowed: RolePredicate) -> Callable[[Reques
     return username
 
 
-def _refusal_handler(ctx: AppContext) -> Callable[[Request, Exception], Awaitable[Response]]:
+def _refusal_handler(ctx: AppContext, who: str) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def refuse(request: Request, exc: Exception) -> Response:
         """A browser opening the page: sign in first, or a plain "not allowed" page. API calls keep the 401."""
         assert isinstance(exc, HTTPException)
@@ -64,14 +64,14 @@ def _refusal_handler(ctx: AppContext) -> Callable[[Request, Exception], Awaitabl
             if "session" in request.scope:
                 user = await asyncio.to_thread(load_session_user, ctx.db, request.session)
             if user is not None:
-                return HTMLResponse(NOT_STAFF_PAGE, status_code=403)
+                return HTMLResponse(NOT_ALLOWED_PAGE.format(who=who), status_code=403)
             return RedirectResponse("/login", status_code=303)
         return await http_exception_handler(request, exc)
 
     return refuse
 
 
-def _mount(app: FastAPI, ctx: AppContext, demo: gr.Blocks, path: str, allowed: RolePredicate) -> None:
+def _mount(app: FastAPI, ctx: AppContext, demo: gr.Blocks, path: str, allowed: RolePredicate, who: str) -> None:
     demo.queue(default_concurrency_limit=ctx.settings.queue_concurrency, max_size=None)
     gr.mount_gradio_app(
         app,
@@ -95,7 +95,7 @@ def _mount(app: FastAPI, ctx: AppContext, demo: gr.Blocks, path: str, allowed: R
         head=HEAD,
     )
     mounted = next(r for r in reversed(app.routes) if isinstance(r, Mount) and r.path == path)
-    mounted.app.add_exception_handler(HTTPException, _refusal_handler(ctx))  # type: ignore[attr-defined]
+    mounted.app.add_exception_handler(HTTPException, _refusal_handler(ctx, who))  # type: ignore[attr-defined]
 
 
 async def _with_slash(request: Request) -> Response:
@@ -109,5 +109,5 @@ def mount_staff_pages(app: FastAPI, ctx: AppContext) -> None:
     app.include_router(build_moderation_export_router(ctx, MODERATION_PATH))
     for path in (MODERATION_PATH, ADMIN_PATH):
         app.add_api_route(path, _with_slash, methods=["GET"], include_in_schema=False)
-    _mount(app, ctx, build_moderation_page(ctx), MODERATION_PATH, _is_staff)
-    _mount(app, ctx, build_admin_page(ctx), ADMIN_PATH, _is_admin)
+    _mount(app, ctx, build_moderation_page(ctx), MODERATION_PATH, _is_staff, "Moderators")
+    _mount(app, ctx, build_admin_page(ctx), ADMIN_PATH, _is_admin, "Admins")

@@ -19,11 +19,11 @@ from webapp.moderation.queue import QueueItem
 from webapp.store.moderation import PAST_TENSE, AuditEntry
 from webapp.ui.moderation_filters import SOURCE_LABELS
 
-QUEUE_HEADERS = ["✓", "Flag", "Raised (UTC)", "Status", "Source", "Rail", "User", "Excerpt", "Assigned", "Conv. flags"]
-QUEUE_TYPES = ["bool", "number", "str", "str", "str", "str", "str", "str", "str", "number"]
+QUEUE_HEADERS = ["Flag", "Raised (UTC)", "Status", "Source", "Rail", "User", "Excerpt", "Assigned", "Conv. flags"]
+QUEUE_TYPES = ["number", "str", "str", "str", "str", "str", "str", "str", "number"]
 AUDIT_HEADERS = ["When (UTC)", "Moderator", "Action", "Flag", "User", "Note", "Details"]
 EXCERPT_CHARS = 140
-BLOCKED_TITLE = "Blocked text: never shown to the user, visible to moderators only"
+BLOCKED_TITLE = "Never shown to the user · visible to moderators only"
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System"}
 STAGE_LABELS = {"input": "input rails", "output": "output rails", "error": "a rail error"}
 EMPTY_DETAIL = (
@@ -64,7 +64,6 @@ def source_label(source: str) -> str:
 def queue_rows(items: Sequence[QueueItem]) -> list[list[Any]]:
     return [
         [
-            False,
             item.id,
             when(item.created_at),
             item.status,

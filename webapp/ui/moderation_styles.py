@@ -85,6 +85,8 @@ footer { display: none !important; }
 .gc-mod-activity ol { margin: .25rem 0 0 1.25rem; padding: 0; }
 #gc-mod-actions button { min-width: 0; }
 .gc-inline { align-self: flex-end !important; }
+#gc-mod-ticked .wrap { gap: .25rem .5rem; }
+#gc-mod-queue [role=gridcell] { cursor: pointer; }
 #gc-mod-flag-bar { align-items: center; }
 .gc-flag-note { margin-top: .35rem; font-size: .8rem; font-weight: 600; color: #b45309; }
 .gc-badge-blocked-solid { color: #fff; background: #dc2626; border-color: #dc2626; text-transform: uppercase; }
