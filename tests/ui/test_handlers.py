@@ -431,7 +431,7 @@ async def test_rename_search_and_delete(harness: Harness) -> None:
     with pytest.raises(gr.Error, match="title must not be empty"):
         await h.page.rename_conversation(cid, "   ", "", request=request)
 
-    assert await h.page.delete_conversation(None, request=request) == {}  # the confirm was cancelled
+    await h.page.delete_conversation(None, request=request)  # the browser's confirm was cancelled
     assert any(
         c == cid
         for _, c in (await h.page.search_conversations("", None, request=request))[h.page.conversation_list]["choices"]

@@ -39,7 +39,7 @@ _TARGET = (
     r"cop|student|one of (?:you|them|those \w+)|journalist|reporter)|all of (?:you|them)|every one of (?:you|them))"
 )
 _GROUP = (
-    r"(?:people|immigrants|jews|muslims|christians|catholics|hindus|sikhs|atheists|blacks|black people|whites|"
+    r"(?:immigrants|jews|muslims|christians|catholics|hindus|sikhs|atheists|blacks|black people|whites|"
     r"white people|gays|gay people|homosexuals|lesbians|queers|trans people|transgender people|transgenders|"
     r"trannies|women|men|females|refugees|mexicans|latinos|hispanics|arabs|asians|africans|chinese|indians|"
     r"pakistanis|disabled people|the disabled|autistic people|migrants|foreigners|gypsies|roma|fat people|"

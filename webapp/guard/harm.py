@@ -44,9 +44,8 @@ _ABOUTNESS = (
 
 # A request: a how-to question in the first or second person, a "best way" question, or an ask for help.
 _ASK = (
-    r"(?:how (?:do|can|could|would|should|might|will|shall) (?:i|we|you|u|ya|one)|how (?:to|2|ta)|how'?d i|how ("
-    r"?:i|we) (?:can|"
-    r"could|should)|(?:best|easiest|quickest|fastest|simplest|cheapest|surest|safest|most (?:effective|reliable|"
+    r"(?:how (?:do|can|could|would|should|might|will|shall) (?:i|we|you|u|ya|one)|how (?:to|2|ta)|how'?d i|"
+    r"how (?:i|we) (?:can|could|should)|(?:best|easiest|quickest|fastest|simplest|cheapest|surest|safest|most (?:effective|reliable|"
     r"painless)|least painful|painless|quick|good|effective) (?:way|ways|method|methods|means|technique)s?|ways? "
     r"(?:to|of)|steps? (?:to|for)|step[- ]by[- ]step|instructions? (?:for|on|to)|guide (?:to|for|on)|tutorial|"
     r"recipe|procedure|process for|teach me|show me|explain how|tell me how|help me|give me|can you|could you|"
@@ -316,9 +315,8 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
         + r"\b(?:poison\w*|kill\w*|murder\w*|hurt\w*|drug\w*)\b"
         + _gap(60)
         + r"\b(?:without (?:it |him |her |them |anyone )?(?:being |getting )?(?:detected|caught|noticed|"
-        r"traced|suspected)|undetect(?:ed|able)|untraceabl[ey]|get away with it|leave no (?:trace|evidence)|so ("
-        r"?:that )?"
-        r"it looks (?:natural|like an accident|like (?:a )?suicide|like natural causes))",
+        r"traced|suspected)|undetect(?:ed|able)|untraceabl[ey]|get away with it|leave no (?:trace|evidence)|"
+        r"so (?:that )?it looks (?:natural|like an accident|like (?:a )?suicide|like natural causes))",
     ),
     (
         "self-harm method",

@@ -149,9 +149,9 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"updated|real|actual|true) instructions?\s*:[^\n]{0,60}\b(?:you (?:must|will|are)|ignore|comply|obey|no "
             r"(?:restrictions|rules|limits)|unrestricted)",
             r"\b(?:from now on|from here on|from this point(?: on| forward)?|henceforth|going forward|starting "
-            r"now),? (?:you|your)\b[^.\n]{0,40}\b(?:act as|behave as|pretend|role-?play|are (?:now |going to be "
-            r")?(?:an? |"
-            r"my )?(?:\w+ )?(?:ai|bot|assistant|model|persona|character)|(?:are )?going to act|no longer|ignore|"
+            r"now),? (?:you|your)\b[^.\n]{0,40}\b(?:act as|behave as|pretend|role-?play|"
+            r"are (?:now |going to be )?(?:an? |my )?(?:\w+ )?(?:ai|bot|assistant|model|persona|character)|"
+            r"(?:are )?going to act|no longer|ignore|"
             r"disregard|without|unrestricted|unfiltered|uncensored|(?:only )?(?:obey|follow)(?: only)? (?:me|my)|"
             r"answer (?:everything|anything|all)|never refuse)",
             r"\byou (?:are|have been) (?:now )?(?:freed|released|liberated|unshackled|unchained)\b",

@@ -302,7 +302,7 @@ class ChatPage:
         except InvalidInputError as exc:
             raise _error(exc) from None
         if cid is None:
-            return {}
+            return {self.status: ""}
 
         def delete() -> None:
             with self.ctx.db.write() as session:
@@ -500,7 +500,7 @@ class ChatPage:
             if message_id is None or opened.view.messages[index]["role"] != "assistant":
                 raise InvalidInputError("only replies take feedback")
             if like.liked == "":
-                return {}  # the browser un-selected its choice; the stored vote stays as history
+                return {self.status: ""}  # the browser un-selected its choice; the stored vote stays
             if like.liked == REPORT_OPTION:
                 return {
                     self.report_panel: gr.update(visible=True),
