@@ -10,8 +10,8 @@ Load with ``pytest_plugins = ["tests.triton_fixtures"]`` or ``pytest -p tests.tr
 The server runs in a subprocess, in its own process group, so its model threads do not compete with the
 test's event loop and nothing outlives the test run: teardown kills the group (and removes the shared
 memory Triton leaves), an atexit hook kills what is left, and the server exits by itself if the pytest
-process dies. ``start()``/``stop()`` block for seconds: from async
-tests call them with ``await asyncio.to_thread(server.stop)``.
+process dies. ``start()``, ``stop()`` and ``kill()`` block (seconds): from async tests call them with
+``await asyncio.to_thread(server.stop)``.
 """
 
 from __future__ import annotations
@@ -112,14 +112,15 @@ class TritonServer:
         try:
             wait_until_ready(self.http_url, self.models, timeout_s, server_pid=self._process.pid)
         except Exception as error:
-            self.stop()
+            self.kill()
             raise RuntimeError(
                 f"Triton test server did not start: {error}\n--- log tail ---\n{self.log_tail()}"
             ) from error
         self.startup_s = time.monotonic() - started
 
     def stop(self) -> None:
-        """Shut down cleanly (SIGTERM; Triton lets in-flight requests finish) and wait until it is gone (~5 s)."""
+        """Shut down cleanly and wait until it is gone (seconds): running streams end at their next chunk
+        with a "shutting down" error, then Triton unloads the models."""
         process = self._process
         if process is None:
             return

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -201,8 +202,8 @@ def test_stand_in_records_the_inputs_it_received(triton_server: TritonServer) ->
     assert record.input_shapes["prompts"] == [1, 1]
 
 
-def test_a_private_server_can_be_killed_and_restarted_on_the_same_ports(start_triton) -> None:
-    server = start_triton(models=("nemo2_once",))
+def test_a_private_server_survives_a_crash_and_shuts_down_cleanly(start_triton) -> None:
+    server = start_triton(models=("nemo2", "nemo2_once"))
     assert infer_once(server, "nemo2_once", nemo_inputs("first")) == "Hello from the nemo2_once stand-in."
     ports = (server.http_port, server.grpc_port)
 
@@ -214,7 +215,14 @@ def test_a_private_server_can_be_killed_and_restarted_on_the_same_ports(start_tr
     assert (server.http_port, server.grpc_port) == ports
     assert infer_once(server, "nemo2_once", nemo_inputs("second")) == "Hello from the nemo2_once stand-in."
 
-    server.stop()  # the graceful path: SIGTERM, Triton unloads, the process group exits
+    # A graceful stop ends a running stream at its next chunk, with an in-band error, not a silent cut.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        streaming = pool.submit(stream, server, "nemo2", nemo_inputs("stop-me-9d1e {{tokens:200}}{{delay_ms:20}}"))
+        server.find_request("nemo2", "stop-me-9d1e", until=lambda record: record.produced >= 3)
+        server.stop()
+        chunks = streaming.result(timeout=30)
+    assert chunks[-1].text == "An error occurred: the model server is shutting down"
+    assert len(chunks) < 200
     assert not server.is_running
     with pytest.raises(ServerNotReadyError):
         wait_until_ready(server.http_url, server.models, timeout_s=0.3)

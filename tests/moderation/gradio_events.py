@@ -27,9 +27,17 @@ def event_indexes(demo: gr.Blocks) -> dict[str, int]:
     return {fn.api_name: index for index, fn in demo.fns.items() if fn.fn is not None and fn.api_name}
 
 
+def _sample(component: Any) -> Any:
+    if isinstance(component, gr.State):
+        return None
+    if isinstance(component, gr.CheckboxGroup):
+        return []  # its example is None while it has no choices, which it refuses to parse
+    return component.example_payload()
+
+
 def sample_inputs(demo: gr.Blocks, fn_index: int) -> list[Any]:
     """A well-formed value for each input, so a refusal can only come from the handler, not from parsing."""
-    return [None if isinstance(c, gr.State) else c.example_payload() for c in demo.fns[fn_index].inputs]
+    return [_sample(c) for c in demo.fns[fn_index].inputs]
 
 
 SELECT_EVENT = {"index": [0, 0], "value": 1, "row_value": [1], "col_value": [1], "selected": True}

@@ -1,6 +1,7 @@
 """The chat page's Gradio events are HTTP endpoints: each one is called here as a browser would, without a
-session and as another user holding the first user's ids. Real app, real rails, real SQLite; the chat model
-is the scripted one registered through the production seam.
+session and as another user holding the first user's ids. Also: downloads, the queue under 64 streams, and
+model markup rendered inert in a real browser. Real app, real rails, real SQLite; the chat model is the
+scripted one registered through the production seam, so replies are exactly what a test needs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.app_server import RunningApp
-from tests.ui.conftest import create_user, signed_in, ui_settings
+from tests.ui.conftest import create_user, sign_in, signed_in, ui_settings
 from tests.ui.gradio_http import backend_dependencies, run_event
 from tests.ui.page_model import PAGE_MODEL
 from webapp.store import users
@@ -260,3 +261,39 @@ def test_export_file_name_is_safe(world: World) -> None:
     finally:
         with world.app.ctx.db.write() as s:
             s.get(Conversation, world.alice_conversation).title = f"Alice {SECRET}"  # type: ignore[union-attr]
+
+
+MARKUP_REPLY = (
+    "Look: <script>window.__pwned = 'script'</script> then <img src=x onerror=\"window.__pwned = 'img'; alert(1)\">"
+    ' and <iframe src="javascript:alert(2)"></iframe> and ![pixel](http://127.0.0.1:9/leak.png)'
+    " and [a link](javascript:alert(3)).\n\n```html\n<b>code stays verbatim</b>\n```"
+)
+
+
+def test_a_reply_with_script_and_img_onerror_renders_as_inert_text(world: World, browser: Any) -> None:
+    PAGE_MODEL.reply = lambda _: MARKUP_REPLY
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    dialogs: list[str] = []
+    leaks: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: leaks.append(request.url) if "leak.png" in request.url else None)
+    try:
+        sign_in(page, world.app.url, "alice")
+        page.locator("#gc-input textarea").fill("Show me some HTML")
+        page.locator("#gc-input textarea").press("Enter")
+        page.wait_for_selector("#gc-chat :text('code stays verbatim')", timeout=120_000)
+        page.wait_for_selector("#gc-stop", state="hidden")
+        for attempt in ("live", "reloaded"):
+            bot = page.locator("#gc-chat [data-testid=bot]").first
+            text = bot.inner_text()
+            assert "<script>" in text and "onerror=" in text and "<iframe" in text, attempt
+            assert bot.locator("script, img, iframe").count() == 0, attempt
+            assert bot.locator("a[href^='javascript:' i]").count() == 0, attempt
+            assert bot.locator("pre code").inner_text().strip() == "<b>code stays verbatim</b>", attempt
+            assert page.evaluate("() => window.__pwned") is None, attempt
+            page.reload(wait_until="load")
+            page.wait_for_selector("#gc-chat :text('code stays verbatim')")
+        assert dialogs == [] and leaks == []
+    finally:
+        context.close()

@@ -15,12 +15,13 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.api.auth import build_auth_router, ensure_initial_admin
 from webapp.api.context import AppContext
+from webapp.api.loop_lag import LoopLagProbe
 from webapp.api.openai_compat import build_openai_router, error_response
 from webapp.chat import metrics
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
-from webapp.logs import request_id_var
 from webapp.llm.triton import TritonChatClient
+from webapp.logs import request_id_var
 from webapp.settings import Settings
 from webapp.store import conversations
 from webapp.store.engine import Database
@@ -62,7 +63,10 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
         recovered = await asyncio.to_thread(recover_after_crash, ctx)
         if recovered:
             log.warning("marked %d interrupted replies after an unclean stop", recovered)
+        probe = LoopLagProbe()
+        probe.start()
         yield
+        await probe.stop()
         if ctx.lease is not None:
             ctx.lease.release()
         ctx.db.dispose()

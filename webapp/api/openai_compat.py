@@ -23,6 +23,14 @@ from webapp.store.errors import InvalidInputError, NotFoundError
 from webapp.store.models import User
 
 CONVERSATION_HEADER = "X-GuardChat-Conversation"
+# HTTP status of a turn that ended in "error", by TurnEnded.error_code.
+ERROR_STATUS = {
+    "model_unavailable": 503,
+    "model_timeout": 504,
+    "model_error": 502,
+    "prompt_too_long": 400,
+    "internal_error": 500,
+}
 
 
 class ChatMessageIn(BaseModel):
@@ -201,6 +209,16 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         ended = await _final(events)
+        if ended.status == "error":
+            # The turn is saved (marked error); the client gets a status it can act on, not an empty reply.
+            failure = APIError(
+                ERROR_STATUS.get(ended.error_code or "", 500),
+                ended.error or "the reply failed",
+                type_="model_error" if ended.error_code != "internal_error" else "server_error",
+                code=ended.error_code,
+                headers=headers,
+            ).response()
+            return failure
         reply = _cut(ended.reply, stops)
         return JSONResponse(_completion(completion_id, created, body.model, reply, ended), headers=headers)
 
@@ -332,7 +350,8 @@ async def _stream(
             elif tail:
                 yield _chunk(cid, created, model, {"content": tail})
             if event.status == "error":
-                yield f"data: {json.dumps({'error': {'message': event.error, 'type': 'model_error'}})}\n\n"
+                error = {"message": event.error, "type": "model_error", "code": event.error_code}
+                yield f"data: {json.dumps({'error': error})}\n\n"
             yield _chunk(
                 cid,
                 created,

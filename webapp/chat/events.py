@@ -41,6 +41,9 @@ class TurnEnded:
     verdict: dict[str, Any] | None = None
     flagged: bool = False
     error: str | None = None
+    # Why a turn ended in "error", for API status codes: model_unavailable, model_timeout, model_error,
+    # prompt_too_long, internal_error.
+    error_code: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)

@@ -29,7 +29,13 @@ from webapp.chat.events import (
 from webapp.chat.limits import TurnLimits, check_turn_allowed, clean_message
 from webapp.guard.turn import Delta, InputPassed, Retract, TurnFinished
 from webapp.guard.verdict import Verdict
-from webapp.llm.errors import LLMError
+from webapp.llm.errors import (
+    LLMError,
+    ModelNotReadyError,
+    PromptTooLongError,
+    TritonTimeoutError,
+    TritonUnavailableError,
+)
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
 from webapp.llm.tokens import TokenCounter, counter_for
@@ -44,6 +50,17 @@ log = logging.getLogger("guardchat.turn")
 
 TITLE_CHARS = 60
 FLAG_SOURCE_BY_STAGE = {"input": "input_rail", "output": "output_rail", "error": "rail_error"}
+
+
+def describe_model_failure(exc: LLMError) -> tuple[str, str]:
+    """(error_code, the message the user sees) for a model failure; the message keeps the cause."""
+    if isinstance(exc, TritonUnavailableError | ModelNotReadyError):
+        return "model_unavailable", f"Model unavailable, so no reply was written: {exc} Please try again shortly."
+    if isinstance(exc, TritonTimeoutError):
+        return "model_timeout", f"Model unavailable (no answer in time), so the reply stopped: {exc}"
+    if isinstance(exc, PromptTooLongError):
+        return "prompt_too_long", str(exc)
+    return "model_error", f"The model failed: {exc}"
 
 
 class TurnGuardLike(Protocol):
@@ -204,6 +221,7 @@ class ChatService:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
         shown: list[str] = []
+        saver = _StreamSaver(self, user, p.assistant_message_id)
         finished = False
         first_token = True
         metrics.ACTIVE_STREAMS.inc()
@@ -217,9 +235,11 @@ class ChatService:
                         metrics.TTFT_SECONDS.observe(time.perf_counter() - started)
                         first_token = False
                     shown.append(event.text)
+                    saver.offer("".join(shown))
                     yield ReplyDelta(event.text)
                 elif isinstance(event, Retract):
                     shown.clear()
+                    saver.offer("", now=True)
                     yield ReplyRetracted()
                 elif isinstance(event, TurnFinished):
                     latency = int((time.perf_counter() - started) * 1000)
@@ -245,7 +265,8 @@ class ChatService:
                     return
             raise RuntimeError("the guard ended a turn without a verdict")
         except LLMError as exc:
-            ended = await asyncio.to_thread(self._fail, user, p, str(exc), "".join(shown))
+            code, message = describe_model_failure(exc)
+            ended = await asyncio.to_thread(self._fail, user, p, message, "".join(shown), code)
             finished = True
             metrics.TURNS.labels("error").inc()
             log.warning("turn error: %s", exc, extra={"user_id": user.id, "conversation_id": p.conversation_id})
@@ -260,11 +281,12 @@ class ChatService:
             if not finished:
                 log.exception("turn failed", extra={"conversation_id": p.conversation_id})
                 ended = await asyncio.to_thread(
-                    self._fail, user, p, f"the turn failed: {type(exc).__name__}", "".join(shown)
+                    self._fail, user, p, f"the turn failed: {type(exc).__name__}", "".join(shown), "internal_error"
                 )
                 metrics.TURNS.labels("error").inc()
                 yield ended
         finally:
+            saver.close()
             metrics.ACTIVE_STREAMS.dec()
 
     # --- persistence steps (worker threads) ---------------------------------------------------
@@ -320,7 +342,7 @@ class ChatService:
             checks=list(verdict_json.get("checks", [])),
         )
 
-    def _fail(self, user: User, p: _Prepared, error: str, partial: str) -> TurnEnded:
+    def _fail(self, user: User, p: _Prepared, error: str, partial: str, code: str) -> TurnEnded:
         with self.db.write() as session:
             user_msg = conv.require_message(session, user=user, message_id=p.user_message_id)
             if user_msg.status == "pending":
@@ -332,7 +354,12 @@ class ChatService:
             conversation_id=p.conversation_id,
             assistant_message_id=p.assistant_message_id,
             error=error,
+            error_code=code,
         )
+
+    def _save_streamed(self, user: User, message_id: int, content: str) -> None:
+        with self.db.write() as session:
+            conv.save_streamed_text(session, user=user, message_id=message_id, content=content)
 
     def _interrupt(self, user: User, p: _Prepared, partial: str, started: float) -> None:
         with self.db.write() as session:
@@ -347,6 +374,51 @@ class ChatService:
                 content=partial,
                 latency_ms=int((time.perf_counter() - started) * 1000),
             )
+
+
+class _StreamSaver:
+    """Saves a streaming reply's shown text in the background, at most every ``stream_save_interval_s``.
+
+    One save in flight per turn, never awaited by the stream, so a slow database does not slow the tokens.
+    A save that lands after the turn ended changes nothing (``save_streamed_text`` only updates `streaming`).
+    """
+
+    _running: set[asyncio.Task[None]] = set()  # strong references: the loop only keeps weak ones
+
+    def __init__(self, service: ChatService, user: User, message_id: int) -> None:
+        self._service = service
+        self._user = user
+        self._message_id = message_id
+        self._interval = service.settings.stream_save_interval_s
+        self._last = time.monotonic()
+        self._pending: str | None = None
+        self._urgent = False
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, content: str, *, now: bool = False) -> None:
+        """``now``: save at once (a retraction must not survive a crash in the saved text)."""
+        self._pending = content
+        self._urgent = self._urgent or now
+        if self._task is None and (self._urgent or time.monotonic() - self._last >= self._interval):
+            self._task = asyncio.create_task(self._save())
+            self._running.add(self._task)
+            self._task.add_done_callback(self._running.discard)
+
+    async def _save(self) -> None:
+        try:
+            while self._pending is not None:
+                content, self._pending, self._urgent = self._pending, None, False
+                self._last = time.monotonic()
+                await asyncio.to_thread(self._service._save_streamed, self._user, self._message_id, content)
+                if not self._urgent and time.monotonic() - self._last < self._interval:
+                    break
+        except Exception:
+            log.warning("could not save the streamed reply so far", exc_info=True)
+        finally:
+            self._task = None
+
+    def close(self) -> None:
+        self._pending = None
 
 
 def record_turn(ended: TurnEnded, verdict: Verdict) -> None:

@@ -45,11 +45,12 @@ _ABOUTNESS = (
 # A request: a how-to question in the first or second person, a "best way" question, or an ask for help.
 _ASK = (
     r"(?:how (?:do|can|could|would|should|might|will|shall) (?:i|we|you|u|ya|one)|how (?:to|2|ta)|how'?d i|"
-    r"how (?:i|we) (?:can|could|should)|(?:best|easiest|quickest|fastest|simplest|cheapest|surest|safest|most (?:effective|reliable|"
-    r"painless)|least painful|painless|quick|good|effective) (?:way|ways|method|methods|means|technique)s?|ways? "
-    r"(?:to|of)|steps? (?:to|for)|step[- ]by[- ]step|instructions? (?:for|on|to)|guide (?:to|for|on)|tutorial|"
-    r"recipe|procedure|process for|teach me|show me|explain how|tell me how|help me|give me|can you|could you|"
-    r"(?:can|could|should) i|i (?:want|need|wanna|would like|plan|intend|am going|'m going) to|plan (?:to|how)|"
+    r"how (?:i|we) (?:can|could|should)|(?:best|easiest|quickest|fastest|simplest|cheapest|surest|safest|"
+    r"most (?:effective|reliable|painless)|least painful|painless|quick|good|effective) "
+    r"(?:way|ways|method|methods|means|technique)s?|ways? (?:to|of)|steps? (?:to|for)|step[- ]by[- ]step|"
+    r"instructions? (?:for|on|to)|guide (?:to|for|on)|tutorial|recipe|procedure|process for|teach me|show me|"
+    r"explain how|tell me how|help me|give me|can you|could you|(?:can|could|should) i|"
+    r"i (?:want|need|wanna|would like|plan|intend|am going|'m going) to|plan (?:to|how)|"
     r"where (?:can|do|could|should) (?:i|we|one)|tips (?:on|for)|what (?:do|would|should) i (?:need|use|mix|take))"
 )
 # The same request as an imperative at the start of a sentence ("Write ransomware that...").

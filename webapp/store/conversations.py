@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from webapp.store.errors import InvalidInputError, NotFoundError
@@ -195,6 +195,21 @@ def finish_message(
     if latency_ms is not None:
         message.latency_ms = latency_ms
     return message
+
+
+def save_streamed_text(session: Session, *, user: User, message_id: int, content: str) -> bool:
+    """Checkpoint the text shown so far of a reply that is still streaming; False once it has a final status.
+
+    One conditional UPDATE, so a checkpoint that lands after the turn ended cannot overwrite the final reply.
+    """
+    owned = select(Conversation.id).where(Conversation.owner_id == user.id)
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == "streaming", Message.conversation_id.in_(owned))
+        .values(content=content)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def remove_messages_from(session: Session, *, user: User, conversation_id: int, seq: int) -> list[Message]:

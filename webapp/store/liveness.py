@@ -32,7 +32,7 @@ class ProcessLease:
     def acquire(self) -> int:
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._dir / f"{self.instance_id}.lock", "wb")  # noqa: SIM115 - held for life
+            self._file = open(self._dir / f"{self.instance_id}.lock", "wb")  # held for the process lifetime
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:
             self._conn = self.db.writer.connect()

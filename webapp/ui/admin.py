@@ -56,9 +56,7 @@ def _text(value: Any) -> str:
 
 
 def _rows(accounts: list[AccountRow]) -> list[list[Any]]:
-    return [
-        [a.id, a.username, a.role, when(a.created_at), when(a.banned_at), a.flags, a.confirmed] for a in accounts
-    ]
+    return [[a.id, a.username, a.role, when(a.created_at), when(a.banned_at), a.flags, a.confirmed] for a in accounts]
 
 
 class AdminPage:
@@ -110,8 +108,7 @@ class AdminPage:
         actor = await self._admin(request)
         updates = await self._listing(actor, "")
         updates[self.account] = (
-            f"**{safe_markdown(actor.username)}** (admin) · [Moderation](/moderation) · [Chat](/)"
-            " · [Sign out](/logout)"
+            f"**{safe_markdown(actor.username)}** (admin) · [Moderation](/moderation) · [Chat](/) · [Sign out](/logout)"
         )
         return updates
 
@@ -185,15 +182,22 @@ class AdminPage:
                 with gr.Column(scale=3):
                     with gr.Row():
                         self.query = gr.Textbox(
-                            label="Find accounts", placeholder="part of a username", max_lines=1, scale=3,
+                            label="Find accounts",
+                            placeholder="part of a username",
+                            max_lines=1,
+                            scale=3,
                             elem_id="gc-admin-query",
                         )
                         self.search = gr.Button(
                             "Search", scale=0, min_width=100, elem_classes="gc-inline", elem_id="gc-admin-search"
                         )
                     self.accounts = gr.Dataframe(
-                        headers=ACCOUNT_HEADERS, type="array", interactive=False, show_label=False,
-                        max_height=600, elem_id="gc-admin-accounts",
+                        headers=ACCOUNT_HEADERS,
+                        type="array",
+                        interactive=False,
+                        show_label=False,
+                        max_height=600,
+                        elem_id="gc-admin-accounts",
                     )
                     gr.Markdown("Click an account to fill in the forms. Every change lands in the audit log.")
                 with gr.Column(scale=2, min_width=300):
@@ -237,8 +241,12 @@ class AdminPage:
             inputs=[self.username, self.new_password, self.role, self.note, self.query],
             outputs=[*changed, self.new_password],
         )
-        wire(self.role_button.click, "change_role", inputs=[self.username, self.role, self.note, self.query],
-             outputs=changed)
+        wire(
+            self.role_button.click,
+            "change_role",
+            inputs=[self.username, self.role, self.note, self.query],
+            outputs=changed,
+        )
         wire(self.ban_button.click, "ban_account", inputs=[self.username, self.note, self.query], outputs=changed)
         wire(self.unban_button.click, "unban_account", inputs=[self.username, self.note, self.query], outputs=changed)
 

@@ -242,6 +242,9 @@ class ChatPage:
         updates: Updates = {self.account: account, self.status: status}
         updates.update(self._opened(opened))
         updates.update(self._listing(await self._choices(user), opened.conversation.id if opened else None))
+        # The composer opens only now, so a message sent at once cannot race this first update.
+        updates[self.textbox] = gr.update(interactive=True)
+        updates[self.send_button] = gr.update(visible=True, interactive=True)
         return updates
 
     async def new_chat(self, request: gr.Request) -> Updates:
@@ -564,7 +567,10 @@ class ChatPage:
                     choices=[], label="Conversations", elem_id="gc-conversations", container=False
                 )
                 with gr.Column(visible=False, elem_id="gc-manage", variant="panel") as self.manage_panel:
-                    self.title_box = gr.Textbox(label="This chat", max_lines=1, elem_id="gc-title")
+                    gr.Markdown("**This chat**", elem_classes="gc-hint")
+                    self.title_box = gr.Textbox(
+                        show_label=False, placeholder="Title", max_lines=1, container=False, elem_id="gc-title"
+                    )
                     with gr.Row():
                         self.rename_button = gr.Button("Rename", size="sm", min_width=60, elem_id="gc-rename")
                         self.delete_button = gr.Button(
@@ -611,8 +617,11 @@ class ChatPage:
                         scale=8,
                         elem_id="gc-input",
                         autofocus=True,
+                        interactive=False,  # until load_page has run
                     )
-                    self.send_button = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="gc-send")
+                    self.send_button = gr.Button(
+                        "Send", variant="primary", scale=1, min_width=90, elem_id="gc-send", interactive=False
+                    )
                     self.stop_button = gr.Button(
                         "■ Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="gc-stop"
                     )
@@ -707,7 +716,7 @@ class ChatPage:
             demo.load,
             "load_page",
             inputs=[self.conversation_id],
-            outputs=[*opened_outputs, self.account, self.status, self.conversation_list],
+            outputs=[*opened_outputs, self.account, self.status, self.conversation_list, self.textbox],
             js=READ_CONVERSATION_FROM_URL_JS,
         )
         # A link to a conversation that did not open must not stay in the address bar.

@@ -308,9 +308,7 @@ class ModerationPage:
         await self._staff(request)
         return {self.tabs: gr.Tabs(selected="queue")}
 
-    async def _after_action(
-        self, actor: User, flag_id: int, result: str, applied: Any, stack: Any
-    ) -> Updates:
+    async def _after_action(self, actor: User, flag_id: int, result: str, applied: Any, stack: Any) -> Updates:
         updates = await self._show_flag(actor, flag_id, result)
         try:
             updates.update(await self._queue(actor, _form(applied), _stack(stack)))
@@ -340,9 +338,7 @@ class ModerationPage:
                 )
             except StoreError as exc:
                 return await self._after_action(actor, fid, _warning(str(exc)), applied, stack)
-            updates = await self._after_action(
-                actor, fid, f"✓ Flag #{fid} {PAST_TENSE[action]}.", applied, stack
-            )
+            updates = await self._after_action(actor, fid, f"✓ Flag #{fid} {PAST_TENSE[action]}.", applied, stack)
             updates[self.note] = ""
             return updates
 
@@ -366,20 +362,14 @@ class ModerationPage:
             )
         except StoreError as exc:
             return await self._after_action(actor, fid, _warning(str(exc)), applied, stack)
-        updates = await self._after_action(
-            actor, fid, f"✓ {safe_markdown(detail.username)} {verb}.", applied, stack
-        )
+        updates = await self._after_action(actor, fid, f"✓ {safe_markdown(detail.username)} {verb}.", applied, stack)
         updates[self.note] = ""
         return updates
 
-    async def ban_author(
-        self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request
-    ) -> Updates:
+    async def ban_author(self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request) -> Updates:
         return await self._account_action(ban_user, "banned", flag_id, note, applied, stack, request)
 
-    async def unban_author(
-        self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request
-    ) -> Updates:
+    async def unban_author(self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request) -> Updates:
         return await self._account_action(unban_user, "unbanned", flag_id, note, applied, stack, request)
 
     def _bulk_handler(self, action: str) -> Handler:
@@ -429,9 +419,7 @@ class ModerationPage:
             + (" · more are older" if page.next_before else ""),
         }
 
-    async def search_audit(
-        self, moderator: Any, action: Any, since: Any, until: Any, request: gr.Request
-    ) -> Updates:
+    async def search_audit(self, moderator: Any, action: Any, since: Any, until: Any, request: gr.Request) -> Updates:
         actor = await self._staff(request)
         try:
             start, end = day_range(since, until)
@@ -526,15 +514,17 @@ class ModerationPage:
             self.since = gr.Textbox(label="From", placeholder="YYYY-MM-DD", max_lines=1, elem_id="gc-mod-since")
             self.until = gr.Textbox(label="To", placeholder="YYYY-MM-DD", max_lines=1, elem_id="gc-mod-until")
         with gr.Row():
-            self.text = gr.Textbox(
-                label="Search excerpts and reasons", max_lines=1, scale=3, elem_id="gc-mod-text"
-            )
+            self.text = gr.Textbox(label="Search excerpts and reasons", max_lines=1, scale=3, elem_id="gc-mod-text")
             self.assigned = gr.Dropdown(
                 ASSIGNMENT_CHOICES, value="anyone", label="Assigned", elem_id="gc-mod-assigned", min_width=150
             )
             self.sort = gr.Dropdown(SORT_CHOICES, value="newest", label="Sort", elem_id="gc-mod-sort", min_width=220)
             self.apply_button = gr.Button(
-                "Apply filters", variant="primary", elem_id="gc-mod-apply", min_width=160, scale=0,
+                "Apply filters",
+                variant="primary",
+                elem_id="gc-mod-apply",
+                min_width=160,
+                scale=0,
                 elem_classes="gc-inline",
             )
         with gr.Row(equal_height=True):
@@ -561,7 +551,11 @@ class ModerationPage:
                 [], label="Tick flags on this page for a bulk action", elem_id="gc-mod-ticked", scale=5
             )
             self.tick_button = gr.Button(
-                "Tick / untick all", size="sm", scale=0, min_width=150, elem_classes="gc-inline",
+                "Tick / untick all",
+                size="sm",
+                scale=0,
+                min_width=150,
+                elem_classes="gc-inline",
                 elem_id="gc-mod-tick-all",
             )
         with gr.Row(elem_id="gc-mod-bulk"):
@@ -576,7 +570,11 @@ class ModerationPage:
             )
             self.bulk_buttons = {
                 name: gr.Button(
-                    label, variant=variant, scale=0, min_width=210, elem_classes="gc-inline",
+                    label,
+                    variant=variant,
+                    scale=0,
+                    min_width=210,
+                    elem_classes="gc-inline",
                     elem_id=f"gc-mod-{name.replace('_', '-')}",
                 )
                 for name, label, variant in bulk
@@ -587,7 +585,12 @@ class ModerationPage:
         with gr.Row(elem_id="gc-mod-flag-bar"):
             self.back_button = gr.Button("← Back to the queue", size="sm", scale=0, min_width=170)
             self.open_id = gr.Textbox(
-                placeholder="Go to flag #", show_label=False, container=False, max_lines=1, scale=0, min_width=150,
+                placeholder="Go to flag #",
+                show_label=False,
+                container=False,
+                max_lines=1,
+                scale=0,
+                min_width=150,
                 elem_id="gc-mod-open-id",
             )
             self.open_button = gr.Button("Open", size="sm", scale=0, min_width=80, elem_id="gc-mod-open")
@@ -628,7 +631,11 @@ class ModerationPage:
             self.audit_since = gr.Textbox(label="From", placeholder="YYYY-MM-DD", max_lines=1)
             self.audit_until = gr.Textbox(label="To", placeholder="YYYY-MM-DD", max_lines=1)
             self.audit_apply = gr.Button(
-                "Show", variant="primary", elem_id="gc-mod-audit-apply", min_width=100, scale=0,
+                "Show",
+                variant="primary",
+                elem_id="gc-mod-audit-apply",
+                min_width=100,
+                scale=0,
                 elem_classes="gc-inline",
             )
         self.audit_summary = gr.Markdown(elem_id="gc-mod-audit-summary")
@@ -653,16 +660,34 @@ class ModerationPage:
             self.stats_summary = gr.Markdown(elem_id="gc-mod-stats-summary", elem_classes="gc-inline")
         with gr.Row():
             self.flags_plot = gr.BarPlot(
-                x="day", y="flags", color="rail", title="Flags per day by rail", x_title="Day (UTC)", x_label_angle=-45,
-                y_title="Flags", height=300, elem_id="gc-mod-plot-flags",
+                x="day",
+                y="flags",
+                color="rail",
+                title="Flags per day by rail",
+                x_title="Day (UTC)",
+                x_label_angle=-45,
+                y_title="Flags",
+                height=300,
+                elem_id="gc-mod-plot-flags",
             )
             self.rate_plot = gr.LinePlot(
-                x="day", y="block rate (%)", title="Block rate: blocked replies per day", x_title="Day (UTC)",
-                x_label_angle=-45, y_axis_format=".1f", height=300, elem_id="gc-mod-plot-rate",
+                x="day",
+                y="block rate (%)",
+                title="Block rate: blocked replies per day",
+                x_title="Day (UTC)",
+                x_label_angle=-45,
+                y_axis_format=".1f",
+                height=300,
+                elem_id="gc-mod-plot-rate",
             )
         with gr.Row():
             self.rails_plot = gr.BarPlot(
-                x="rail", y="flags", title="Top rails", sort="-y", x_label_angle=-20, height=280,
+                x="rail",
+                y="flags",
+                title="Top rails",
+                sort="-y",
+                x_label_angle=-20,
+                height=280,
                 elem_id="gc-mod-plot-rails",
             )
             self.users_table = gr.Dataframe(
@@ -677,17 +702,39 @@ class ModerationPage:
 
     def _wire(self, demo: gr.Blocks) -> None:
         filters = [
-            self.status, self.source, self.rail, self.user, self.since, self.until, self.text, self.assigned,
+            self.status,
+            self.source,
+            self.rail,
+            self.user,
+            self.since,
+            self.until,
+            self.text,
+            self.assigned,
             self.sort,
         ]
         queue_out = [
-            self.queue_table, self.summary, self.page_stack, self.page_next, self.page_versions, self.ticked,
+            self.queue_table,
+            self.summary,
+            self.page_stack,
+            self.page_next,
+            self.page_versions,
+            self.ticked,
             self.applied,
-            self.prev_button, self.next_button, self.export_csv, self.export_jsonl,
+            self.prev_button,
+            self.next_button,
+            self.export_csv,
+            self.export_jsonl,
         ]
         flag_out = [
-            self.detail, self.flag_id, self.flag_version, self.open_id, self.action_result, self.tabs,
-            self.ban_button, self.unban_button, *self.action_buttons.values(),
+            self.detail,
+            self.flag_id,
+            self.flag_version,
+            self.open_id,
+            self.action_result,
+            self.tabs,
+            self.ban_button,
+            self.unban_button,
+            *self.action_buttons.values(),
         ]
         common: dict[str, Any] = {"api_visibility": "undocumented"}
 
@@ -699,13 +746,24 @@ class ModerationPage:
             return trigger(getattr(self, name), api_name=name, **common, **kwargs)
 
         wire(
-            demo.load, "load_page", inputs=[self.flag_id], outputs=[self.account, self.rail, *queue_out, *flag_out],
+            demo.load,
+            "load_page",
+            inputs=[self.flag_id],
+            outputs=[self.account, self.rail, *queue_out, *flag_out],
             js=READ_FLAG_FROM_URL_JS,
         )
-        wire([self.apply_button.click, self.text.submit, self.user.submit], "search_queue", inputs=filters,
-             outputs=queue_out)
-        wire(self.next_button.click, "next_page", inputs=[self.applied, self.page_stack, self.page_next],
-             outputs=queue_out)
+        wire(
+            [self.apply_button.click, self.text.submit, self.user.submit],
+            "search_queue",
+            inputs=filters,
+            outputs=queue_out,
+        )
+        wire(
+            self.next_button.click,
+            "next_page",
+            inputs=[self.applied, self.page_stack, self.page_next],
+            outputs=queue_out,
+        )
         wire(self.prev_button.click, "previous_page", inputs=[self.applied, self.page_stack], outputs=queue_out)
         wire(self.queue_table.select, "open_from_queue", outputs=flag_out)
         wire([self.open_button.click, self.open_id.submit], "open_flag", inputs=[self.open_id], outputs=flag_out)
@@ -732,8 +790,12 @@ class ModerationPage:
         wire([self.audit_apply.click, self.audit_tab.select], "search_audit", inputs=audit_inputs, outputs=audit_out)
         wire(self.audit_older.click, "older_audit", inputs=[self.audit_state], outputs=audit_out)
         stats_out = [self.stats_summary, self.flags_plot, self.rate_plot, self.rails_plot, self.users_table]
-        wire([self.stats_tab.select, self.stats_refresh.click, self.stats_days.change], "load_stats",
-             inputs=[self.stats_days], outputs=stats_out)
+        wire(
+            [self.stats_tab.select, self.stats_refresh.click, self.stats_days.change],
+            "load_stats",
+            inputs=[self.stats_days],
+            outputs=stats_out,
+        )
         wire(self.back_button.click, "show_queue", outputs=[self.tabs])
         wire(self.tick_button.click, "tick_page", inputs=[self.page_versions, self.ticked], outputs=[self.ticked])
         self.flag_id.change(None, inputs=[self.flag_id], js=WRITE_FLAG_TO_URL_JS)

@@ -26,9 +26,7 @@ EXCERPT_CHARS = 140
 BLOCKED_TITLE = "Never shown to the user · visible to moderators only"
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System"}
 STAGE_LABELS = {"input": "input rails", "output": "output rails", "error": "a rail error"}
-EMPTY_DETAIL = (
-    '<div class="gc-mod-empty">Pick a flag in the queue (click its row), or type its number above.</div>'
-)
+EMPTY_DETAIL = '<div class="gc-mod-empty">Pick a flag in the queue (click its row), or type its number above.</div>'
 
 
 def _e(value: Any) -> str:
@@ -173,7 +171,7 @@ def _model_calls(verdict: Verdict) -> str:
             f"<details><summary>Prompt sent to the guard model</summary><pre>{_e(call.prompt)}</pre></details>"
             "</div>"
         )
-    return f'<h4>Self-check model</h4>{"".join(items)}'
+    return f"<h4>Self-check model</h4>{''.join(items)}"
 
 
 def _verdict_card(d: FlagDetail) -> str:
@@ -257,7 +255,7 @@ def _activity(d: FlagDetail) -> str:
     for e in d.events:
         note = f" — “{_e(e.note)}”" if e.note else ""
         items.append(
-            f"<li><span class=\"gc-dim\">{_e(when(e.created_at))}</span> <b>{_e(e.actor)}</b> "
+            f'<li><span class="gc-dim">{_e(when(e.created_at))}</span> <b>{_e(e.actor)}</b> '
             f"{_e(PAST_TENSE.get(e.action, e.action))}{note}</li>"
         )
     return f'<section class="gc-mod-activity"><h3>Activity</h3><ol>{"".join(items)}</ol></section>'

@@ -56,7 +56,8 @@ footer { display: none !important; }
   background: var(--color-accent-soft); color: var(--body-text-color); font-weight: 600;
 }
 #gc-conversations label span { color: var(--body-text-color); }
-#gc-chat button[aria-label="Clear"] { display: none; }
+/* The chatbot's top corner holds only "clear", which would blank the view, not delete anything. */
+#gc-chat .icon-button-wrapper.top-panel { display: none; }
 #gc-conversations input[type=radio] { display: none; }
 #gc-status { min-height: 1.5rem; font-size: .9rem; opacity: .85; }
 #gc-status p { margin: 0; }
