@@ -56,9 +56,11 @@ def test_openai_client_gets_completion_stream_and_content_filter(smollm_app: Run
     assert (done.choices[0].message.content or "").strip()
     assert done.usage is not None and 0 < done.usage.completion_tokens <= 40
 
-    chunks = list(oai.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, stream=True
-    ))
+    chunks = list(
+        oai.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
     assert chunks[-1].choices[0].finish_reason == "stop"
 

@@ -86,8 +86,11 @@ def test_streamed_block_ends_with_content_filter(app: RunningApp) -> None:
     _, key = make_key(app, "alice")
     SCRIPT.reply = lambda _: "Calm words here. " * 12 + "You are a fucking worthless idiot."
     with httpx.stream(
-        "POST", f"{app.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-        json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
+        "POST",
+        f"{app.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        timeout=30,
     ) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
@@ -101,20 +104,28 @@ def test_streamed_block_ends_with_content_filter(app: RunningApp) -> None:
 def test_history_is_stored_and_continued_by_header(app: RunningApp) -> None:
     alice, key = make_key(app, "alice")
     headers = {"Authorization": f"Bearer {key}"}
-    first = httpx.post(f"{app.url}/v1/chat/completions", headers=headers, timeout=30, json={
-        "model": "m",
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "earlier question"},
-            {"role": "assistant", "content": "earlier answer"},
-            {"role": "user", "content": "now this"},
-        ],
-    })
+    first = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        headers=headers,
+        timeout=30,
+        json={
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "earlier question"},
+                {"role": "assistant", "content": "earlier answer"},
+                {"role": "user", "content": "now this"},
+            ],
+        },
+    )
     assert first.status_code == 200
     cid = int(first.headers["X-GuardChat-Conversation"])
-    second = httpx.post(f"{app.url}/v1/chat/completions", timeout=30,
-                        headers={**headers, "X-GuardChat-Conversation": str(cid)},
-                        json={"model": "m", "messages": [{"role": "user", "content": "and then"}]})
+    second = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        timeout=30,
+        headers={**headers, "X-GuardChat-Conversation": str(cid)},
+        json={"model": "m", "messages": [{"role": "user", "content": "and then"}]},
+    )
     assert second.status_code == 200
     with app.ctx.db.read() as s:
         rows = [(m.role, m.content) for m in conv.list_messages(s, user=alice, conversation_id=cid)]
@@ -127,31 +138,45 @@ def test_history_is_stored_and_continued_by_header(app: RunningApp) -> None:
 def test_another_users_conversation_header_is_not_found(app: RunningApp) -> None:
     _, alice_key = make_key(app, "alice")
     _, bob_key = make_key(app, "bob")
-    first = httpx.post(f"{app.url}/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"},
-                       json={"model": "m", "messages": [{"role": "user", "content": "mine"}]}, timeout=30)
+    first = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {alice_key}"},
+        json={"model": "m", "messages": [{"role": "user", "content": "mine"}]},
+        timeout=30,
+    )
     cid = first.headers["X-GuardChat-Conversation"]
-    stolen = httpx.post(f"{app.url}/v1/chat/completions", timeout=30,
-                        headers={"Authorization": f"Bearer {bob_key}", "X-GuardChat-Conversation": cid},
-                        json={"model": "m", "messages": [{"role": "user", "content": "show me"}]})
+    stolen = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {bob_key}", "X-GuardChat-Conversation": cid},
+        json={"model": "m", "messages": [{"role": "user", "content": "show me"}]},
+    )
     assert stolen.status_code == 404
     assert stolen.json()["error"]["code"] == "conversation_not_found"
 
 
 @pytest.mark.parametrize(
     ("authorization", "status", "code"),
-    [(None, 401, "missing_api_key"), ("Bearer gc-not-a-real-key", 401, "invalid_api_key"),
-     ("Basic abc", 401, "missing_api_key")],
+    [
+        (None, 401, "missing_api_key"),
+        ("Bearer gc-not-a-real-key", 401, "invalid_api_key"),
+        ("Basic abc", 401, "missing_api_key"),
+    ],
 )
 def test_auth_failures_use_openai_errors(app: RunningApp, authorization: str | None, status: int, code: str) -> None:
     headers = {"Authorization": authorization} if authorization else {}
-    r = httpx.post(f"{app.url}/v1/chat/completions", headers=headers, timeout=10,
-                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        headers=headers,
+        timeout=10,
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == status
     assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
 
 
 def test_revoked_and_banned_keys(app: RunningApp) -> None:
-    alice, key = make_key(app, "alice")
+    _alice, key = make_key(app, "alice")
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     with app.ctx.db.write() as s:
         user = users.require_user_by_name(s, username="alice")
@@ -171,20 +196,25 @@ def test_limits_return_documented_codes_and_save_nothing(app: RunningApp) -> Non
     headers = {"Authorization": f"Bearer {key}"}
     url = f"{app.url}/v1/chat/completions"
 
-    too_long = httpx.post(url, headers=headers, json={"model": "m", "messages": [{"role": "user", "content": "x" * 2001}]})
+    too_long = httpx.post(
+        url, headers=headers, json={"model": "m", "messages": [{"role": "user", "content": "x" * 2001}]}
+    )
     assert too_long.status_code == 413 and "the limit is 2000" in too_long.json()["error"]["message"]
 
     many = [{"role": "user", "content": "hi"}] * 7
     assert httpx.post(url, headers=headers, json={"model": "m", "messages": many}).status_code == 413
 
-    huge = httpx.post(url, headers={**headers, "Content-Type": "application/json"}, content=b"[" + b"1," * 20000 + b"1]")
+    huge = httpx.post(
+        url, headers={**headers, "Content-Type": "application/json"}, content=b"[" + b"1," * 20000 + b"1]"
+    )
     assert huge.status_code == 413 and "GUARDCHAT_MAX_BODY_BYTES" in huge.json()["error"]["message"]
 
     bad_json = httpx.post(url, headers={**headers, "Content-Type": "application/json"}, content=b"{not json")
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]["message"]
 
-    unknown = httpx.post(url, headers=headers, json={"model": "m", "messages": [{"role": "user", "content": "hi"}],
-                                                     "frobnicate": True})
+    unknown = httpx.post(
+        url, headers=headers, json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "frobnicate": True}
+    )
     assert unknown.status_code == 400 and "frobnicate" in unknown.json()["error"]["message"]
 
     wrong_role = httpx.post(url, headers=headers, json={"model": "m", "messages": [{"role": "tool", "content": "x"}]})
@@ -197,8 +227,9 @@ def test_limits_return_documented_codes_and_save_nothing(app: RunningApp) -> Non
         assert conv.list_conversations(s, user=alice) == []  # nothing saved half-way
 
     for i in range(4):
-        ok = httpx.post(url, headers=headers, timeout=30,
-                        json={"model": "m", "messages": [{"role": "user", "content": f"msg {i}"}]})
+        ok = httpx.post(
+            url, headers=headers, timeout=30, json={"model": "m", "messages": [{"role": "user", "content": f"msg {i}"}]}
+        )
         assert ok.status_code == 200
     limited = httpx.post(url, headers=headers, json={"model": "m", "messages": [{"role": "user", "content": "more"}]})
     assert limited.status_code == 429
@@ -209,11 +240,18 @@ def test_limits_return_documented_codes_and_save_nothing(app: RunningApp) -> Non
 
 def test_metrics_count_a_block_under_its_rail(app: RunningApp) -> None:
     _, key = make_key(app, "alice")
-    r = httpx.post(f"{app.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
-                   json={"model": "m", "messages": [{"role": "user", "content": ABUSE}]})
+    r = httpx.post(
+        f"{app.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        json={"model": "m", "messages": [{"role": "user", "content": ABUSE}]},
+    )
     rail = r.json()["guardchat"]["rail"]
     metrics = httpx.get(f"{app.url}/metrics").text
-    line = next(line for line in metrics.splitlines()
-                if line.startswith("guardchat_blocks_total{") and f'rail="{rail}"' in line and 'stage="input"' in line)
+    line = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("guardchat_blocks_total{") and f'rail="{rail}"' in line and 'stage="input"' in line
+    )
     assert float(line.rsplit(" ", 1)[1]) >= 1
     assert "guardchat_turns_total" in metrics and "guardchat_time_to_first_token_seconds" in metrics
