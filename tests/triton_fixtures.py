@@ -3,7 +3,7 @@
 Load with ``pytest_plugins = ["tests.triton_fixtures"]`` or ``pytest -p tests.triton_fixtures``.
 
 - ``triton_server`` (session): ONE server with every stand-in (``nemo2310``, ``nemo2``, ``nemo2_once``,
-  ``trtllm_ensemble``, ``vllm``; see tests/triton_standins.py for what they do) plus ``smollm2``,
+  ``trtllm_ensemble``, ``trtllm_ensemble_once``, ``vllm``; see tests/triton_standins.py) plus ``smollm2``,
   ``smollm2_stream``, ``synthetic_bench`` and ``synthetic_bench_once``. Do not stop it.
 - ``start_triton`` (function): a factory for small private servers to stop and restart (outages).
 

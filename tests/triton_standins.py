@@ -15,6 +15,8 @@ Server-side behaviour follows the real servers:
 - trtllm_ensemble: decoupled; ``stream`` true sends deltas, otherwise one response. It stops after emitting a
   stop word. Without ``exclude_input_in_output`` a non-streamed reply starts with the prompt (streamed
   chunks never echo it). Errors are Triton errors.
+- trtllm_ensemble_once: an older, non-decoupled ensemble with no ``exclude_input_in_output`` input: one
+  response per request, always starting with the prompt; ``stream`` true is rejected.
 - vllm: decoupled, no batch dimension; stop strings from ``sampling_parameters`` end generation and are left
   out of the text. Non-streamed replies echo the prompt unless ``exclude_input_in_output`` is true; streaming
   with ``exclude_input_in_output`` false is rejected, as vLLM does.
@@ -63,7 +65,7 @@ from webapp.llm.local_server import (
 )
 from webapp.llm.triton_cancellation import cancel_requested, shutting_down
 
-STANDIN_MODELS = ("nemo2310", "nemo2", "nemo2_once", "trtllm_ensemble", "vllm")
+STANDIN_MODELS = ("nemo2310", "nemo2", "nemo2_once", "trtllm_ensemble", "trtllm_ensemble_once", "vllm")
 TOKEN_CHARS = 4
 _DIRECTIVE = re.compile(r"\{\{(reply|tokens|delay_ms|error):(.*?)\}\}", re.DOTALL)
 
@@ -267,6 +269,7 @@ TRTLLM_ENSEMBLE_INPUTS = (
     Tensor(name="exclude_input_in_output", shape=(1,), dtype=np.bool_, optional=True),
 )
 TRTLLM_ENSEMBLE_OUTPUTS = (Tensor(name="text_output", shape=(-1,), dtype=bytes),)
+TRTLLM_ENSEMBLE_ONCE_INPUTS = tuple(t for t in TRTLLM_ENSEMBLE_INPUTS if t.name != "exclude_input_in_output")
 
 VLLM_INPUTS = (
     Tensor(name="text_input", shape=(1,), dtype=bytes),
@@ -337,6 +340,25 @@ class Standins:
             text = await generation.complete()
             yield [{"text_output": text_column([prompt + text if echo else text])}]
 
+    async def trtllm_ensemble_once(self, requests: list[Request]) -> list[dict[str, np.ndarray]]:
+        return [await self._trtllm_echoing_reply(request) for request in requests]
+
+    async def _trtllm_echoing_reply(self, request: Request) -> dict[str, np.ndarray]:
+        if _bool_input(request, "stream", False):
+            raise ValueError("streaming requires a decoupled model; this ensemble is not decoupled")
+        stop_rows = [decode_texts(row) for row in request["stop_words"]] if "stop_words" in request.data else None
+        replies = []
+        for row, prompt in enumerate(decode_texts(request["text_input"])):
+            generation = self._generation(
+                "trtllm_ensemble_once",
+                request,
+                prompt,
+                max_tokens=_int_input(request, "max_tokens"),
+                stop_words=stop_rows[row] if stop_rows else [],
+            )
+            replies.append(prompt + await generation.complete())
+        return {"text_output": text_column(replies)}
+
     async def vllm(self, requests: list[Request]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
         (request,) = requests
         prompt = decode_texts(request["text_input"])[0]
@@ -380,6 +402,13 @@ def standin_bindings(state_dir: Path, models: Sequence[str] = STANDIN_MODELS) ->
             TRTLLM_ENSEMBLE_INPUTS,
             TRTLLM_ENSEMBLE_OUTPUTS,
             decoupled_batched,
+        ),
+        ModelBinding(
+            "trtllm_ensemble_once",
+            standins.trtllm_ensemble_once,
+            TRTLLM_ENSEMBLE_ONCE_INPUTS,
+            TRTLLM_ENSEMBLE_OUTPUTS,
+            nemo_model_config(decoupled=False),
         ),
         ModelBinding("vllm", standins.vllm, VLLM_INPUTS, VLLM_OUTPUTS, decoupled_unbatched),
     ]

@@ -136,7 +136,7 @@ def test_generation_stops_at_a_stop_word(triton_server: TritonServer) -> None:
 
 
 def test_bad_requests_come_back_in_band_like_nemo(triton_server: TritonServer) -> None:
-    too_long = "word " * 5000  # far beyond the 2,048-token context
+    too_long = "word " * 5000  # beyond the model's 4,096-token context window
     answer = infer_once(triton_server, "smollm2", nemo_inputs(too_long, **greedy()))
     assert answer.startswith("An error occurred: ")
     assert "context window" in answer
@@ -200,6 +200,21 @@ def test_stand_in_records_the_inputs_it_received(triton_server: TritonServer) ->
         "max_output_len": "INT64",
     }
     assert record.input_shapes["prompts"] == [1, 1]
+
+
+def test_older_trtllm_ensemble_echoes_the_prompt(triton_server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    inputs = [
+        grpcclient.InferInput("text_input", [1, 1], "BYTES"),
+        grpcclient.InferInput("max_tokens", [1, 1], "INT32"),
+    ]
+    inputs[0].set_data_from_numpy(np.array([[b"echo-4b2a {{reply:Hi there}}"]], dtype=np.object_))
+    inputs[1].set_data_from_numpy(np.array([[8]], dtype=np.int32))
+    try:
+        result = client.infer("trtllm_ensemble_once", inputs)
+    finally:
+        client.close()
+    assert result.as_numpy("text_output")[0][0].decode() == "echo-4b2a {{reply:Hi there}}Hi there"
 
 
 def test_a_private_server_survives_a_crash_and_shuts_down_cleanly(start_triton) -> None:

@@ -46,15 +46,17 @@ def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     try:
         wait_until_ready(
             f"http://127.0.0.1:{settings.local_http_port}",
-            [settings.triton_model],
+            list(dict.fromkeys([settings.triton_model, settings.guard_model])),
             timeout_s=LOCAL_MODEL_READY_TIMEOUT_S,
+            server_pid=proc.pid,
         )
         yield proc
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            # SIGTERM to the server only: it stops tritonserver itself; signalling the group would race that.
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

