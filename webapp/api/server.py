@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,23 +31,22 @@ def wants_local_model(mode: str) -> bool:
 def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     from webapp.llm.local_server import wait_until_ready
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "webapp.llm.local_server",
-        "--http-port",
-        str(settings.local_http_port),
-        "--grpc-port",
-        str(settings.local_grpc_port),
-        "--metrics-port",
-        str(settings.local_metrics_port),
-    ]
+    for port in (settings.local_http_port, settings.local_grpc_port):
+        if _port_in_use(port):
+            raise SystemExit(
+                f"port {port} is already in use (another model server?); stop it, or set "
+                "GUARDCHAT_TRITON_URL to use a running Triton, or choose GUARDCHAT_LOCAL_*_PORT"
+            )
+    models = list(dict.fromkeys([settings.triton_model, settings.guard_model]))
+    cmd = [sys.executable, "-m", "webapp.llm.local_server", "serve", "--exit-with-parent"]
+    cmd += ["--models", ",".join(models), "--http-port", str(settings.local_http_port)]
+    cmd += ["--grpc-port", str(settings.local_grpc_port), "--metrics-port", str(settings.local_metrics_port)]
     print(f"starting the local Triton model server on :{settings.local_grpc_port} (gRPC)", flush=True)
     proc = subprocess.Popen(cmd, start_new_session=True)
     try:
         wait_until_ready(
             f"http://127.0.0.1:{settings.local_http_port}",
-            list(dict.fromkeys([settings.triton_model, settings.guard_model])),
+            models,
             timeout_s=LOCAL_MODEL_READY_TIMEOUT_S,
             server_pid=proc.pid,
         )
@@ -60,6 +60,11 @@ def local_model_server(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def run_server(
