@@ -3,8 +3,15 @@
 ``alt-profanity-check`` ships its trained scikit-learn model inside the wheel, so nothing is downloaded.
 It scores words, so a long text dilutes a single abusive sentence: each sentence is scored on its own and
 the highest score counts. Obfuscations such as ``f*ck`` or ``sh1t`` are also scored after undoing them.
-Threats ("I'm going to kill you") are often written in clean language the linear model misses, so a small
-set of patterns covers them.
+Threats ("I'm going to kill you"), slurs, dehumanising generalisations about groups and insults in clean
+words ("you're a disgusting little creep") are often missed by the linear model, so patterns cover them.
+
+What is abuse depends on use, not words (policy in rails/eval/README.md):
+- the model's score only blocks profanity aimed at someone (a person, a group, the assistant, an abusive
+  imperative); "Holy shit, I passed!" is aimed at no one;
+- words talked about rather than used are blanked before scoring: a quoted word in a question about words
+  or titles ("the word 'queer'"), a slur someone reports being called, a self-deprecating or negated insult;
+- a generalisation about a group counts unless its sentence reports or questions it ("why do people think").
 """
 
 from __future__ import annotations

@@ -39,10 +39,6 @@ _REVEAL = (
     r"(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|expose|list|write out|spell "
     r"out|type out|paste|echo|what (?:is|are|was|were))(?:s|ed|ing)?"
 )
-_HIDDEN_TEXT = (
-    r"(?:system )?(?:prompt|instructions|system message|pre-?prompt|directives|rules you (?:were|have been) given|"
-    r"configuration|guidelines)"
-)
 
 # Most specific family first: the finding names the first family that matches.
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
