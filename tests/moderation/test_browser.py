@@ -20,7 +20,8 @@ from webapp.store.models import Flag
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = 30_000  # generous: a loaded CI machine renders slowly, and nothing here is a timing check
+expect.set_options(timeout=TIMEOUT_MS)
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed")
 

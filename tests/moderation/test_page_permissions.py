@@ -142,3 +142,28 @@ def test_pages_and_downloads(staff_app: StaffApp, who: str | None, path: str, st
         assert response.headers["location"] == where
     if status == 403:
         assert ("admins only" if path.startswith("/admin") else "moderators only") in response.text.lower()
+
+
+def test_an_admin_creates_an_account_and_changes_its_role_over_http(staff_app: StaffApp) -> None:
+    _, demo = staff_app.unguarded["admin"]
+    events = event_indexes(demo)
+    with staff_app.client("root") as client:
+        created = run_event(client, "/admin", events["add_account"],
+                            ["trainee", "a-long-password", "user", "new hire", ""])
+        promoted = run_event(client, "/admin", events["change_role"], ["trainee", "moderator", "passed training", ""])
+        own = run_event(client, "/admin", events["change_role"], ["root", "user", "", ""])
+    assert created.success and promoted.success and own.success
+    assert "Created trainee (user)" in str(created.output["data"])
+    assert "cannot change your own role" in str(own.output["data"])
+    with staff_app.app.ctx.db.read() as s:
+        trainee = s.scalars(select(User).where(User.username == "trainee")).one()
+        audit = s.execute(
+            select(ModerationEvent.action, ModerationEvent.note, ModerationEvent.details)
+            .where(ModerationEvent.target_user_id == trainee.id)
+            .order_by(ModerationEvent.id)
+        ).all()
+    assert trainee.role == "moderator"
+    assert [tuple(a) for a in audit] == [
+        ("create_user", "new hire", {"role": "user"}),
+        ("set_role", "passed training", {"from": "user", "to": "moderator"}),
+    ]

@@ -12,7 +12,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from sqlalchemy import Select, Table, and_, func, or_, select, tuple_
 from sqlalchemy.ext.compiler import compiles
@@ -26,7 +26,6 @@ from webapp.store.models import FLAG_SOURCES, FLAG_STATUSES, Conversation, Flag,
 from webapp.store.moderation import require_staff
 
 AnySelect = Select[*tuple[Any, ...]]
-QueueSort = Literal["newest", "oldest", "most_flagged"]
 QUEUE_SORTS: tuple[str, ...] = ("newest", "oldest", "most_flagged")
 Assignment = Literal["anyone", "me", "unassigned"]
 ASSIGNMENTS: tuple[str, ...] = ("anyone", "me", "unassigned")
@@ -285,9 +284,3 @@ def known_rails(session: Session, *, actor: User) -> list[str]:
     require_staff(session, actor)
     rails = session.scalars(select(Flag.rail).where(Flag.rail.is_not(None)).distinct().order_by(Flag.rail))
     return [r for r in rails if r is not None]
-
-
-def parse_sort(value: str) -> QueueSort:
-    if value not in QUEUE_SORTS:
-        raise InvalidInputError(f"unknown sort {value!r}; expected one of: {', '.join(QUEUE_SORTS)}")
-    return cast(QueueSort, value)

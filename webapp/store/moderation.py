@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
@@ -26,7 +26,6 @@ from webapp.store.errors import (
 )
 from webapp.store.models import Flag, ModerationEvent, User, utcnow
 
-FlagAction = Literal["dismiss", "confirm", "escalate", "assign", "unassign"]
 FLAG_ACTIONS: tuple[str, ...] = ("dismiss", "confirm", "escalate", "assign", "unassign")
 ACCOUNT_ACTIONS: tuple[str, ...] = ("ban", "unban", "set_role", "create_user")
 AUDIT_ACTIONS: tuple[str, ...] = (*FLAG_ACTIONS, *ACCOUNT_ACTIONS, "export")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -185,7 +186,7 @@ class ModerationPage:
             self.page_next: page.next_cursor,
             self.page_versions: {item.id: item.version for item in page.items},
             self.ticked: gr.update(choices=[(f"#{item.id}", item.id) for item in page.items], value=[]),
-            self.applied: form.__dict__,
+            self.applied: asdict(form),
             self.prev_button: gr.update(interactive=len(stack) > 1),
             self.next_button: gr.update(interactive=page.next_cursor is not None),
             self.export_csv: gr.update(link=f"{MODERATION_PATH}/export.csv{suffix}"),
@@ -477,7 +478,7 @@ class ModerationPage:
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Moderation · GuardChat", fill_width=True) as demo:
-            self.applied = gr.State(QueueForm().__dict__)
+            self.applied = gr.State(asdict(QueueForm()))
             self.page_stack = gr.State([None])
             self.page_next = gr.State(None)
             self.page_versions = gr.State({})

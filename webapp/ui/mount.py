@@ -12,6 +12,7 @@ from starlette.routing import Mount
 from webapp.api.context import AppContext
 from webapp.ui.chat import ChatPage, build_chat_page
 from webapp.ui.export import build_export_router
+from webapp.ui.moderation_mount import mount_staff_pages
 from webapp.ui.session import gradio_auth_dependency
 from webapp.ui.styles import CSS, HEAD
 
@@ -32,6 +33,7 @@ async def _sign_in_instead(request: Request, exc: Exception) -> Response:
 def mount_pages(app: FastAPI, ctx: AppContext) -> ChatPage:
     """Mount the chat page at ``/`` (after every FastAPI route, so /login, /v1 … keep precedence)."""
     app.include_router(build_export_router(ctx))
+    mount_staff_pages(app, ctx)  # /moderation, /admin: before the catch-all chat mount at "/"
     page, demo = build_chat_page(ctx)
     # Gradio runs one event at a time per listener by default, and at most `max_threads` (40) events in
     # all: both limits would make chat streams wait for each other.
