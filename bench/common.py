@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +24,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
 
-import httpx  # noqa: E402
+import httpx
 
-from webapp.llm.local_server import wait_until_ready  # noqa: E402
+from webapp.llm.local_server import wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTHETIC_MODEL = "synthetic_bench"
@@ -36,6 +36,8 @@ PROMPT = "Tell me about foxes and dogs."
 # Both sides sample the same way (the synthetic model ignores it; SmolLM2 then writes the same reply).
 GREEDY: dict[str, Any] = {"temperature": 0.0, "top_p": 1.0, "top_k": 1}
 GREEDY_ENV = {"temperature": "0", "top_p": "1", "top_k": "1"}
+# "The default rails minus the LLM self-check rails": what P1, P3 and P5 run.
+DEFAULT_RAILS = {"self_check_rails": "false", **GREEDY_ENV}
 
 
 def free_port() -> int:
@@ -122,9 +124,9 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     details: str = ""
 
-    def markdown(self) -> str:
+    def markdown(self, *, with_table: bool = True) -> str:
         rows = "\n".join(f.markdown() for f in self.figures)
-        table = f"{FIGURE_HEADER}\n{rows}\n\n" if self.figures else ""
+        table = f"{FIGURE_HEADER}\n{rows}\n\n" if self.figures and with_table else ""
         return f"## {self.title}\n\n{table}{self.details}\n"
 
 
@@ -266,7 +268,7 @@ class App:
     log: Path
 
 
-def app_env(triton: Triton, model: str, data_dir: Path, port: int, **settings: str) -> dict[str, str]:
+def app_env(triton: Triton, model: str, data_dir: Path, port: int, settings: Mapping[str, str]) -> dict[str, str]:
     """The process environment for a GuardChat app: our GUARDCHAT_* only (no developer .env, no leftovers)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDCHAT_")}
     env.update(
@@ -319,12 +321,12 @@ def guardchat_app(
     *,
     model: str = SYNTHETIC_MODEL,
     users: int = 1,
+    settings: Mapping[str, str] = DEFAULT_RAILS,
     startup_timeout_s: float = 180.0,
-    **settings: str,
 ) -> Iterator[App]:
     """`guardchat serve` (uvicorn, FastAPI, Gradio, rails) in a subprocess on a fresh, migrated SQLite file.
 
-    ``settings`` are extra GUARDCHAT_* values, e.g. ``self_check_rails="false"``.
+    ``settings`` are extra GUARDCHAT_* values (lower-case names without the prefix).
     """
     from webapp.store.migrate import upgrade
 
@@ -335,7 +337,7 @@ def guardchat_app(
     upgrade(db_url)
     keys = seed_api_users(db_url, users)
     log = data_dir / "app.log"
-    env = app_env(triton, model, data_dir, port, database_url=db_url, **settings)
+    env = app_env(triton, model, data_dir, port, {"database_url": db_url, **settings})
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         started = time.perf_counter()
@@ -381,6 +383,12 @@ def rss_mb(pid: int) -> float:
         return 0.0
     kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
     return kb / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -489,9 +497,7 @@ class RawTriton:
     async def infer(self, model: str, prompt: str, max_new_tokens: int) -> float:
         tensors = await self.tensors(model, prompt, max_new_tokens)
         started = time.perf_counter()
-        await self.client.infer(
-            model, self._inputs(tensors), outputs=[self._grpc.InferRequestedOutput("outputs")]
-        )
+        await self.client.infer(model, self._inputs(tensors), outputs=[self._grpc.InferRequestedOutput("outputs")])
         return time.perf_counter() - started
 
     async def close(self) -> None:

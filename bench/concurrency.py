@@ -24,9 +24,8 @@ from pathlib import Path
 
 from bench.common import (
     FULL_TIMING,
-    QUICK_TIMING,
-    GREEDY_ENV,
     PROMPT,
+    QUICK_TIMING,
     SYNTHETIC_MODEL,
     App,
     Dist,
@@ -39,6 +38,7 @@ from bench.common import (
     api_client,
     api_turn,
     chatml_prompt,
+    cpu_seconds,
     guardchat_app,
     rss_mb,
     triton_server,
@@ -68,6 +68,12 @@ class LoadResult:
     ours: Phase
     idle_rss_mb: float
     peak_rss_mb: float
+    app_cpu_s: float = 0.0  # CPU the app process used during the GuardChat phases
+
+    @property
+    def app_cpu_ms_per_reply(self) -> float:
+        replies = self.ours.replies + len(self.ours.errors)
+        return self.app_cpu_s * 1000 / replies if replies else 0.0
 
 
 async def _phase(streams: int, turns: int, one: Callable[[int], Awaitable[StreamTiming]], into: Phase) -> None:
@@ -116,7 +122,9 @@ async def measure(
             with RssSampler(app.pid) as sampler:
                 for _ in range(rounds):
                     await _phase(streams, turns_per_stream, raw_one, result.raw)
+                    cpu_before = cpu_seconds(app.pid)
                     await _phase(streams, turns_per_stream, ours_one, result.ours)
+                    result.app_cpu_s += cpu_seconds(app.pid) - cpu_before
             result.peak_rss_mb = sampler.peak_mb
     finally:
         await raw.close()
@@ -170,6 +178,7 @@ def report(load: LoadResult, *, timing: str) -> Report:
             f"| time to first token p50 / p99 ms | {first_raw.p50:.0f} / {first_raw.p99:.0f} "
             f"| {first_ours.p50:.0f} / {first_ours.p99:.0f} |",
             f"| errors | {len(raw.errors)} | {len(ours.errors)} |",
+            f"| GuardChat app process CPU per reply | | {load.app_cpu_ms_per_reply:.0f} ms |",
         ]
     )
     return Report("P3 64 concurrent streams", figures, details)
@@ -195,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         with (
             triton_server(timing, workdir) as triton,
-            guardchat_app(triton, workdir, users=STREAMS, self_check_rails="false", **GREEDY_ENV) as app,
+            guardchat_app(triton, workdir, users=STREAMS) as app,
         ):
             print(asyncio.run(run(triton, app, quick=args.quick))[0].markdown())
     return 0

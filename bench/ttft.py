@@ -24,9 +24,8 @@ from pathlib import Path
 
 from bench.common import (
     FULL_TIMING,
-    QUICK_TIMING,
-    GREEDY_ENV,
     PROMPT,
+    QUICK_TIMING,
     SMOLLM2_MODEL,
     SYNTHETIC_MODEL,
     App,
@@ -39,6 +38,7 @@ from bench.common import (
     api_client,
     api_turn,
     chatml_prompt,
+    cpu_seconds,
     guardchat_app,
     triton_server,
 )
@@ -54,6 +54,7 @@ class TtftSamples:
     raw_total_ms: list[float]
     ours_first_ms: list[float]
     ours_total_ms: list[float]
+    app_cpu_ms: list[float]  # CPU the app process used per GuardChat turn
 
     def paired(self, ours: list[float], raw: list[float]) -> Dist:
         return Dist.of([a - b for a, b in zip(ours, raw, strict=True)])
@@ -72,7 +73,7 @@ async def measure(
 ) -> TtftSamples:
     raw = RawTriton(triton.grpc_url)
     prompt = chatml_prompt(PROMPT)
-    result = TtftSamples([], [], [], [], [])
+    result = TtftSamples([], [], [], [], [], [])
     try:
         async with api_client(app) as client:
             key = app.api_keys[0]
@@ -83,7 +84,9 @@ async def measure(
                     if side == "raw":
                         timings[side] = await raw.stream(model, prompt, max_tokens, stop)
                     else:
+                        cpu_before = cpu_seconds(app.pid)
                         timings[side] = await api_turn(client, key, PROMPT, max_tokens)
+                        app_cpu_ms = (cpu_seconds(app.pid) - cpu_before) * 1000
                 theirs, ours = timings["raw"], timings["ours"]
                 if ours.status != "complete" or ours.first_s is None:
                     raise RuntimeError(f"the GuardChat turn did not complete: {ours.status} {ours.error}")
@@ -98,6 +101,7 @@ async def measure(
                 result.raw_total_ms.append(theirs.total_s * 1000)
                 result.ours_first_ms.append(ours.first_s * 1000)
                 result.ours_total_ms.append(ours.total_s * 1000)
+                result.app_cpu_ms.append(app_cpu_ms)
     finally:
         await raw.close()
     return result
@@ -143,6 +147,8 @@ def report(samples: TtftSamples, *, timing: str, chunk_tokens: int) -> Report:
             "TTFT minus the raw stream's time to the token that completes the first checked chunk",
         ),
     ]
+    differences = [o - r for o, r in zip(samples.ours_first_ms, samples.raw_first_ms, strict=True)]
+    own = [o - r for o, r in zip(samples.ours_first_ms, samples.raw_chunk_ms, strict=True)]
     details = "\n".join(
         [
             f"{timing}; {len(samples.ours_first_ms)} paired samples, sides alternating; "
@@ -151,14 +157,15 @@ def report(samples: TtftSamples, *, timing: str, chunk_tokens: int) -> Report:
             "| per turn | p50 ms | p95 ms |",
             "|---|---|---|",
             _row("raw tritonclient: time to first token", samples.raw_first_ms),
-            _row(f"raw tritonclient: time to token {chunk_tokens} (first checked chunk complete)", samples.raw_chunk_ms),
+            _row(f"raw tritonclient: time to token {chunk_tokens} (first chunk complete)", samples.raw_chunk_ms),
             _row("GuardChat API: time to first token", samples.ours_first_ms),
-            _row("difference (P1 ttft_overhead_ms)", [o - r for o, r in zip(samples.ours_first_ms, samples.raw_first_ms, strict=True)]),
-            _row("difference after the first chunk is generated (own work)", [o - r for o, r in zip(samples.ours_first_ms, samples.raw_chunk_ms, strict=True)]),
+            _row("difference (P1 ttft_overhead_ms)", differences),
+            _row("difference after the first chunk is generated (own work)", own),
             _row("raw tritonclient: whole reply", samples.raw_total_ms),
             _row("GuardChat API: whole reply", samples.ours_total_ms),
+            _row("GuardChat app process CPU per turn", samples.app_cpu_ms),
         ]
-    )  # fmt: skip
+    )
     return Report("P1 time to first token", figures, details)
 
 
@@ -180,7 +187,7 @@ def smollm2_report(workdir: Path, *, quick: bool) -> Report:
     timing = Timing(ttft_ms=0, itl_ms=0, tokens=1, guard_ms=0)  # unused: SmolLM2 has its own speed
     with (
         triton_server(timing, workdir, models=(SMOLLM2_MODEL,)) as triton,
-        guardchat_app(triton, workdir, model=SMOLLM2_MODEL, self_check_rails="false", **GREEDY_ENV) as app,
+        guardchat_app(triton, workdir, model=SMOLLM2_MODEL) as app,
     ):
         samples = asyncio.run(
             measure(
@@ -222,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         with (
             triton_server(timing, workdir) as triton,
-            guardchat_app(triton, workdir, self_check_rails="false", **GREEDY_ENV) as app,
+            guardchat_app(triton, workdir) as app,
         ):
             print(asyncio.run(run(triton, app, quick=args.quick)).markdown())
         if args.smollm2:

@@ -149,7 +149,9 @@ def report(samples: list[TurnSample], *, timing: str) -> Report:
             f"raw calls {raw_sum.p50:.0f} ms",
             f"1 reply stream + {sum(calls.values())} self-check calls ({described})",
         ),
-        Figure("P2 turn_ratio p95", ratio.p95, "ratio", "", f"turn {turn.p95:.0f} ms", f"raw calls {raw_sum.p95:.0f} ms"),
+        Figure(
+            "P2 turn_ratio p95", ratio.p95, "ratio", "", f"turn {turn.p95:.0f} ms", f"raw calls {raw_sum.p95:.0f} ms"
+        ),
     ]
     rows = [
         ("guarded turn (ChatService, all rails, self check on)", [s.turn_ms for s in samples]),

@@ -72,19 +72,26 @@ def complete(
 
 @dataclass
 class Stream:
-    """A streamed turn being read: ``events()`` yields each SSE data object (the final [DONE] ends it)."""
+    """A streamed turn being read: ``events()`` yields each SSE data object (the final [DONE] ends it).
+
+    Reading stops and resumes without closing the response: the server sees no disconnect until the
+    ``stream()`` block ends.
+    """
 
     response: httpx.Response
     text: str = ""
     errors: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None
+    _lines: Iterator[str] | None = field(default=None, repr=False)
 
     @property
     def conversation_id(self) -> int:
         return int(self.response.headers[CONVERSATION_HEADER])
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for line in self.response.iter_lines():
+        if self._lines is None:
+            self._lines = self.response.iter_lines()
+        while (line := next(self._lines, None)) is not None:
             if not line.startswith("data: "):
                 continue
             data = line[len("data: ") :]

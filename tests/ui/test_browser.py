@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 ABUSE = "you are a worthless idiot, fuck you"
 TURN_TIMEOUT_S = 600.0  # a CPU model on a busy machine; the wait ends as soon as the turn does
+PAGE_TIMEOUT_MS = 180_000  # likewise for page updates: generous limits, never a fixed sleep
 SCREENSHOT_ENV = "UI_SCREENSHOT_PATH"  # set to keep the page screenshot, e.g. docs/chat.png
 
 WATCH_CHAT_JS = """
@@ -75,6 +76,7 @@ def new_page(live: Live) -> Iterator[Callable[[str], Any]]:
 
     def open_as(username: str) -> Any:
         context = live.browser.new_context(viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
         sign_in(page, live.app.url, username)
@@ -126,8 +128,8 @@ def finished_reply(app: RunningApp, username: str, count: int) -> Message:
 
 def settle(page: Any) -> None:
     """The page has applied the turn's last update (Send is back, Stop gone)."""
-    page.wait_for_selector("#gc-stop", state="hidden", timeout=60_000)
-    page.wait_for_selector("#gc-send", state="visible", timeout=60_000)
+    page.wait_for_selector("#gc-stop", state="hidden")
+    page.wait_for_selector("#gc-send", state="visible")
 
 
 def send(page: Any, text: str) -> None:
@@ -227,7 +229,7 @@ def test_rename_search_and_delete_in_the_sidebar(live: Live, new_page: Any) -> N
 def test_stop_during_a_long_reply_keeps_the_partial_reply_as_interrupted(live: Live, new_page: Any) -> None:
     page = new_page("alice")
     before = len(replies_of(live.app, "alice"))
-    page.locator("#gc-settings").click()
+    page.locator("#gc-open-settings").click()
     page.locator("#gc-max-new-tokens input[type=number]").fill("400")
     page.locator("#gc-max-new-tokens input[type=number]").press("Enter")
     send(page, "Write a very long story about a dragon who learns to bake bread.")
@@ -285,10 +287,10 @@ def test_the_chat_page_as_a_user_sees_it(live: Live, new_page: Any, tmp_path: Pa
     """Last on purpose: the sidebar then holds several chats. Keeps the screenshot (see SCREENSHOT_ENV)."""
     page = new_page("alice")
     before = len(replies_of(live.app, "alice"))
-    page.locator("#gc-settings").click()
+    page.locator("#gc-open-settings").click()
     page.locator("#gc-max-new-tokens input[type=number]").fill("160")
     page.locator("#gc-max-new-tokens input[type=number]").press("Enter")
-    page.locator("#gc-settings").click()
+    page.locator("#gc-open-settings").click()
     send(page, "Give me three tips for brewing green tea, as a short list.")
     finished_reply(live.app, "alice", before + 1)
     settle(page)

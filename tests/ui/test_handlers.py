@@ -369,6 +369,25 @@ async def test_stop_keeps_the_partial_reply_as_interrupted(harness: Harness) -> 
     assert after[h.page.status] == STOPPED_STATUS
 
 
+async def test_closing_the_stream_between_updates_also_keeps_the_partial_reply(harness: Harness) -> None:
+    """Gradio's /cancel also closes the event's iterator when the task was not inside it."""
+    h = harness
+    PAGE_MODEL.reply = lambda _: " ".join(f"token{i}" for i in range(400))
+    PAGE_MODEL.token_delay_s = 0.01
+    updates = h.page.send_message("keep going", None, *defaults(h), request=request_as(h.bob))
+    async for update in updates:
+        chat = chat_of(update, h)
+        if chat and texts(chat)[-1].startswith("token0"):
+            break
+    await updates.aclose()
+    cid = last_conversation(h, h.bob).id
+    after = await h.page.after_stop(cid, request=request_as(h.bob))
+    (_, _, _), (_, status, partial) = stored(h, h.bob, cid)
+    assert status == "interrupted" and partial.startswith("token0") and "token399" not in partial
+    shown = chat_of(after, h)
+    assert shown is not None and INTERRUPTED_NOTE in texts(shown)[-1]
+
+
 async def test_feedback_and_report_land_on_the_reply(harness: Harness) -> None:
     h = harness
     cid = (await send(h, h.alice, "rate me"))[-1][h.page.conversation_id]

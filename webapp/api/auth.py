@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 
 from webapp.api.context import AppContext
 from webapp.settings import Settings
@@ -51,11 +52,15 @@ async def request_user(ctx: AppContext, request: Request) -> User | None:
 
 def ensure_initial_admin(db: Database, settings: Settings) -> str | None:
     """On the very first start, create `admin` with a random password; print it once and save it."""
-    with db.write() as s:
-        if users.count_users(s) > 0:
-            return None
-        password = secrets.token_urlsafe(18)
-        users.create_user(s, username="admin", password=password, role="admin")
+    password = secrets.token_urlsafe(18)
+    try:
+        with db.write() as s:
+            if users.count_users(s) > 0:
+                return None
+            users.create_user(s, username="admin", password=password, role="admin")
+    except IntegrityError:
+        # Another process sharing a fresh PostgreSQL database created the first account at the same moment.
+        return None
     path = Path(settings.data_dir) / INITIAL_ADMIN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"username: admin\npassword: {password}\n", encoding="utf-8")

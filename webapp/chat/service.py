@@ -8,9 +8,10 @@ Database work runs in worker threads so the event loop never waits on SQLite or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,7 +134,7 @@ class ChatService:
         sampling: dict[str, Any] | None = None,
         system_prompt: str | None = None,
         earlier_turns: Sequence[ChatTurn] = (),
-    ) -> AsyncIterator[ChatEvent]:
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Run one turn. Raises LimitError / NotFoundError / InvalidInputError before anything is saved.
 
         ``earlier_turns`` (API clients that send a whole history) are saved into a new conversation first.
@@ -146,21 +147,26 @@ class ChatService:
         prepared = await asyncio.to_thread(
             self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
         )
-        async for event in self._run(user, prepared):
-            yield event
+        # aclosing: a caller that stops iterating (Stop button, disconnect) closes the turn at once, so
+        # its partial reply is saved now rather than whenever the abandoned generator is collected.
+        async with contextlib.aclosing(self._run(user, prepared)) as events:
+            async for event in events:
+                yield event
 
-    async def regenerate(self, *, user: User, conversation_id: int) -> AsyncIterator[ChatEvent]:
+    async def regenerate(self, *, user: User, conversation_id: int) -> AsyncGenerator[ChatEvent, None]:
         """Replace the last reply: the last user message is sent again."""
         last_user = await asyncio.to_thread(self._take_last_exchange, user, conversation_id)
-        async for event in self.send(user=user, text=last_user, conversation_id=conversation_id):
-            yield event
+        async with contextlib.aclosing(self.send(user=user, text=last_user, conversation_id=conversation_id)) as events:
+            async for event in events:
+                yield event
 
-    async def edit_last(self, *, user: User, conversation_id: int, text: str) -> AsyncIterator[ChatEvent]:
+    async def edit_last(self, *, user: User, conversation_id: int, text: str) -> AsyncGenerator[ChatEvent, None]:
         """Replace the last user message (and its reply) with ``text`` and send it."""
         clean_message(text, max_chars=self.limits.max_message_chars)
         await asyncio.to_thread(self._take_last_exchange, user, conversation_id)
-        async for event in self.send(user=user, text=text, conversation_id=conversation_id):
-            yield event
+        async with contextlib.aclosing(self.send(user=user, text=text, conversation_id=conversation_id)) as events:
+            async for event in events:
+                yield event
 
     def _take_last_exchange(self, user: User, conversation_id: int) -> str:
         with self.db.write() as session:
@@ -217,7 +223,7 @@ class ChatService:
             )
             return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
 
-    async def _run(self, user: User, p: _Prepared) -> AsyncIterator[ChatEvent]:
+    async def _run(self, user: User, p: _Prepared) -> AsyncGenerator[ChatEvent, None]:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
         shown: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +27,22 @@ from webapp.chat.events import (
     TurnStarted,
 )
 from webapp.chat.limits import LimitError
-from webapp.chat.service import params_for
 from webapp.llm.params import GenerationParams
 from webapp.store import conversations as conv
 from webapp.store.errors import InvalidInputError, NotFoundError, StoreError
 from webapp.store.feedback import get_feedback, set_feedback
 from webapp.store.flags import report_message
 from webapp.store.models import Conversation, User
+from webapp.ui.chat_inputs import chat_settings, edited_text, id_from_page
 from webapp.ui.export import export_path
 from webapp.ui.rendering import ChatView, checking_placeholder, live_reply, render_messages, safe_markdown
 from webapp.ui.session import acting_user
-from webapp.ui.styles import CONFIRM_DELETE_JS, READ_CONVERSATION_FROM_URL_JS, WRITE_CONVERSATION_TO_URL_JS
+from webapp.ui.styles import (
+    CONFIRM_DELETE_JS,
+    READ_CONVERSATION_FROM_URL_JS,
+    TOGGLE_SETTINGS_JS,
+    WRITE_CONVERSATION_TO_URL_JS,
+)
 
 # Every Gradio event handler of this page, by method name. Wiring an event to anything else is a bug,
 # and tests/ui/test_endpoints.py checks each of these over HTTP without a session and as another user.
@@ -64,8 +69,7 @@ STOPPED_STATUS = "Stopped. The partial reply was kept."
 REPORTED_STATUS = "Thanks. A moderator will review this reply."
 FEEDBACK_STATUS = "Thanks for the feedback."
 UNAVAILABLE_STATUS = "That conversation is not available. Here is a new chat."
-MAX_SYSTEM_PROMPT_CHARS = 4000
-STOP_SETTLE_POLLS = 50  # × 0.1 s: how long "after stop" waits for the interrupted reply to be saved
+STOP_SETTLE_S = 30.0  # how long "after stop" waits for the cancelled turn to save its partial reply
 FEEDBACK_VALUES = {"Like": 1, "Dislike": -1}
 
 Updates = dict[Block, Any]  # component → new value or gr.update(...)
@@ -84,46 +88,6 @@ def _error(exc: Exception, title: str = "Not possible") -> gr.Error:
     return gr.Error(str(exc), title=title)
 
 
-def _int_or_none(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{value!r} is not a conversation id") from None
-    if not number.is_integer():
-        raise InvalidInputError(f"{value!r} is not a conversation id")
-    return int(number)
-
-
-def _number(value: Any, name: str) -> float:
-    if value is None or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, not {value!r}") from None
-
-
-def _whole(value: Any, name: str) -> int:
-    number = _number(value, name)
-    if not number.is_integer():
-        raise InvalidInputError(f"{name} must be a whole number, not {value!r}")
-    return int(number)
-
-
-def _edit_text(value: Any) -> str:
-    """The text of an edited message as the Chatbot sends it (a string, or a list of content parts)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in value]
-        return "".join(parts)
-    if isinstance(value, dict):
-        return str(value.get("text", ""))
-    raise InvalidInputError("the edited message has no text")
-
-
 class ChatPage:
     """Builds the Blocks and holds the handlers; one instance per app process."""
 
@@ -131,6 +95,8 @@ class ChatPage:
         self.ctx = ctx
         self.settings = ctx.settings
         self.defaults = GenerationParams.defaults(ctx.settings)
+        # (user id, conversation id) → the Gradio task streaming that turn, so "after stop" can wait for it.
+        self._turn_tasks: dict[tuple[int, int], asyncio.Task[Any]] = {}
 
     # --- data access (worker threads; the store scopes everything by ``user``) ------------------
 
@@ -157,23 +123,6 @@ class ChatPage:
 
     async def _choices(self, user: User, search: str = "") -> list[tuple[str, int]]:
         return await asyncio.to_thread(self._list_sync, user, search or "")
-
-    def _validated_settings(
-        self, system_prompt: Any, temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any
-    ) -> tuple[str, dict[str, Any]]:
-        prompt = system_prompt if isinstance(system_prompt, str) else ""
-        if len(prompt) > MAX_SYSTEM_PROMPT_CHARS:
-            raise InvalidInputError(
-                f"the system prompt is {len(prompt)} characters; the limit is {MAX_SYSTEM_PROMPT_CHARS}"
-            )
-        sampling = {
-            "temperature": _number(temperature, "temperature"),
-            "top_p": _number(top_p, "top_p"),
-            "top_k": _whole(top_k, "top_k"),
-            "max_new_tokens": _whole(max_new_tokens, "max new tokens"),
-        }
-        params_for(self.settings, sampling)  # raises InvalidInputError naming the broken limit
-        return prompt, sampling
 
     def _save_settings_sync(self, user: User, conversation_id: int, prompt: str, sampling: dict[str, Any]) -> None:
         with self.ctx.db.write() as session:
@@ -205,6 +154,7 @@ class ChatPage:
             ),
             self.conversation_id: cid,
             self.title_box: conversation.title if conversation else "",
+            self.heading: f"### {safe_markdown(conversation.title)}" if conversation else "### New chat",
             self.manage_panel: gr.update(visible=cid is not None),
             self.export_markdown: gr.update(link=export_path(cid, "md") if cid else None),
             self.export_json: gr.update(link=export_path(cid, "json") if cid else None),
@@ -232,7 +182,7 @@ class ChatPage:
         opened: OpenedConversation | None = None
         status = ""
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
             if cid is not None:
                 opened = await self._open(user, cid)
         except (NotFoundError, InvalidInputError):
@@ -258,7 +208,7 @@ class ChatPage:
     async def open_conversation(self, selected: Any, request: gr.Request) -> Updates:
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(selected)
+            cid = id_from_page(selected)
             opened = await self._open(user, cid) if cid is not None else None
         except StoreError as exc:
             raise _error(exc) from None
@@ -270,7 +220,7 @@ class ChatPage:
         user = await acting_user(self.ctx, request)
         text = query if isinstance(query, str) else ""
         try:
-            selected = _int_or_none(conversation_id)
+            selected = id_from_page(conversation_id)
         except InvalidInputError:
             selected = None
         return self._listing(await self._choices(user, text), selected)
@@ -278,7 +228,7 @@ class ChatPage:
     async def rename_conversation(self, conversation_id: Any, title: Any, query: Any, request: gr.Request) -> Updates:
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("open a conversation first")
 
@@ -294,6 +244,7 @@ class ChatPage:
             raise _error(exc) from None
         updates = self._listing(await self._choices(user, query if isinstance(query, str) else ""), cid)
         updates[self.title_box] = new_title
+        updates[self.heading] = f"### {safe_markdown(new_title)}"
         updates[self.status] = f"Renamed to “{safe_markdown(new_title)}”."
         return updates
 
@@ -301,7 +252,7 @@ class ChatPage:
         """Deletes after the browser's confirm(); a cancelled confirm sends no id and changes nothing."""
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
         except InvalidInputError as exc:
             raise _error(exc) from None
         if cid is None:
@@ -335,15 +286,15 @@ class ChatPage:
     ) -> AsyncIterator[Updates]:
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
-            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            cid = id_from_page(conversation_id)
+            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
             if cid is not None:
                 await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
         except StoreError as exc:
             raise _error(exc) from None
         message = text if isinstance(text, str) else ""
 
-        def start() -> AsyncIterator[ChatEvent]:
+        def start() -> AsyncGenerator[ChatEvent, None]:
             if cid is None:
                 return self.ctx.chat.send(user=user, text=message, sampling=sampling, system_prompt=prompt)
             return self.ctx.chat.send(user=user, text=message, conversation_id=cid)
@@ -363,15 +314,15 @@ class ChatPage:
     ) -> AsyncIterator[Updates]:
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("there is no reply to regenerate yet")
-            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
             await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
         except StoreError as exc:
             raise _error(exc) from None
 
-        def start() -> AsyncIterator[ChatEvent]:
+        def start() -> AsyncGenerator[ChatEvent, None]:
             return self.ctx.chat.regenerate(user=user, conversation_id=cid)
 
         async for update in self._run_turn(user, start, clears_textbox=False):
@@ -390,7 +341,7 @@ class ChatPage:
     ) -> AsyncIterator[Updates]:
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("open a conversation first")
             opened = await self._open(user, cid)
@@ -403,25 +354,25 @@ class ChatPage:
             ]
             if edited_id is None or not user_ids or edited_id != user_ids[-1]:
                 raise InvalidInputError("only your last message can be edited and resent")
-            new_text = _edit_text(edit.value)
-            prompt, sampling = self._validated_settings(system_prompt, temperature, top_p, top_k, max_new_tokens)
+            new_text = edited_text(edit.value)
+            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
             await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
         except StoreError as exc:
             raise _error(exc) from None
 
-        def start() -> AsyncIterator[ChatEvent]:
+        def start() -> AsyncGenerator[ChatEvent, None]:
             return self.ctx.chat.edit_last(user=user, conversation_id=cid, text=new_text)
 
         async for update in self._run_turn(user, start, clears_textbox=False):
             yield update
 
     async def _run_turn(
-        self, user: User, start: Callable[[], AsyncIterator[ChatEvent]], *, clears_textbox: bool
+        self, user: User, start: Callable[[], AsyncGenerator[ChatEvent, None]], *, clears_textbox: bool
     ) -> AsyncIterator[Updates]:
         """Stream one ChatService turn into the page. Refusals before the turn starts keep the textbox."""
         stream = start()
         # aclosing: when Stop cancels this event, the turn is closed at once and saves its partial reply.
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        async with contextlib.aclosing(stream):
             try:
                 first = await anext(stream)
             except LimitError as exc:
@@ -431,33 +382,47 @@ class ChatPage:
             if not isinstance(first, TurnStarted):
                 raise gr.Error("the turn did not start", title="Error")
             cid = first.conversation_id
-            opened = await self._open(user, cid)
-            # The stored reply is still an empty placeholder: show the rails at work instead.
-            history = opened.view.messages[:-1]
-            updates = self._opened(opened)
-            updates[self.chatbot] = gr.update(value=[*history, checking_placeholder()], feedback_value=opened.feedback)
-            updates.update(self._listing(await self._choices(user), cid))
-            updates.update(self._busy_buttons())
-            updates[self.status] = CHECKING_STATUS
-            if clears_textbox:
-                updates[self.textbox] = ""
-            yield updates
+            task = asyncio.current_task()
+            if task is not None:
+                self._turn_tasks[(user.id, cid)] = task
+            try:
+                async for update in self._stream_turn(user, cid, stream, clears_textbox=clears_textbox):
+                    yield update
+            finally:
+                if task is not None and self._turn_tasks.get((user.id, cid)) is task:
+                    del self._turn_tasks[(user.id, cid)]
 
-            shown = ""
-            async for event in stream:
-                if isinstance(event, InputChecked):
-                    yield {self.chatbot: [*history, live_reply("…")], self.status: WRITING_STATUS}
-                elif isinstance(event, ReplyDelta):
-                    shown += event.text
-                    yield {self.chatbot: [*history, live_reply(shown)]}
-                elif isinstance(event, ReplyRetracted):
-                    shown = ""
-                    yield {self.chatbot: [*history, live_reply("…")], self.status: RECHECKING_STATUS}
-                elif isinstance(event, TurnEnded):
-                    final = self._opened(await self._open(user, cid))
-                    final.update(self._listing(await self._choices(user), cid))
-                    final[self.status] = self._ended_status(event)
-                    yield final
+    async def _stream_turn(
+        self, user: User, cid: int, stream: AsyncIterator[ChatEvent], *, clears_textbox: bool
+    ) -> AsyncIterator[Updates]:
+        """Everything after TurnStarted: the checking state, the streamed reply, then the stored result."""
+        opened = await self._open(user, cid)
+        # The stored reply is still an empty placeholder: show the rails at work instead.
+        history = opened.view.messages[:-1]
+        updates = self._opened(opened)
+        updates[self.chatbot] = gr.update(value=[*history, checking_placeholder()], feedback_value=opened.feedback)
+        updates.update(self._listing(await self._choices(user), cid))
+        updates.update(self._busy_buttons())
+        updates[self.status] = CHECKING_STATUS
+        if clears_textbox:
+            updates[self.textbox] = ""
+        yield updates
+
+        shown = ""
+        async for event in stream:
+            if isinstance(event, InputChecked):
+                yield {self.chatbot: [*history, live_reply("…")], self.status: WRITING_STATUS}
+            elif isinstance(event, ReplyDelta):
+                shown += event.text
+                yield {self.chatbot: [*history, live_reply(shown)]}
+            elif isinstance(event, ReplyRetracted):
+                shown = ""
+                yield {self.chatbot: [*history, live_reply("…")], self.status: RECHECKING_STATUS}
+            elif isinstance(event, TurnEnded):
+                final = self._opened(await self._open(user, cid))
+                final.update(self._listing(await self._choices(user), cid))
+                final[self.status] = self._ended_status(event)
+                yield final
 
     @staticmethod
     def _ended_status(event: TurnEnded) -> str:
@@ -470,17 +435,20 @@ class ChatPage:
         user = await acting_user(self.ctx, request)
         updates: Updates = {**self._idle_buttons(), self.status: STOPPED_STATUS}
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
         except InvalidInputError:
             cid = None
         if cid is None:
             return updates
+        # The cancelled turn saves its partial reply as it unwinds: wait for that, within bounds.
+        task = self._turn_tasks.get((user.id, cid))
+        if task is not None and task is not asyncio.current_task():
+            await asyncio.wait({task}, timeout=STOP_SETTLE_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_SETTLE_S
         try:
             opened = await self._open(user, cid)
-            # The cancelled turn saves its partial reply in the background; wait for it, briefly.
-            for _ in range(STOP_SETTLE_POLLS):
-                if not opened.streaming:
-                    break
+            while opened.streaming and loop.time() < deadline:
                 await asyncio.sleep(0.1)
                 opened = await self._open(user, cid)
         except StoreError as exc:
@@ -494,7 +462,7 @@ class ChatPage:
         """Thumbs up/down on a reply, or "Report", which opens the report form for that reply."""
         user = await acting_user(self.ctx, request)
         try:
-            cid = _int_or_none(conversation_id)
+            cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("open a conversation first")
             opened = await self._open(user, cid)
@@ -526,7 +494,7 @@ class ChatPage:
     async def report_reply(self, message_id: Any, reason: Any, request: gr.Request) -> Updates:
         user = await acting_user(self.ctx, request)
         try:
-            mid = _int_or_none(message_id)
+            mid = id_from_page(message_id)
             if mid is None:
                 raise InvalidInputError("choose a reply to report")
 
@@ -581,6 +549,11 @@ class ChatPage:
                         self.export_json = gr.Button("Export .json", size="sm", min_width=60, elem_id="gc-export-json")
 
             with gr.Column(elem_id="gc-main", scale=1):
+                with gr.Row(equal_height=True, elem_id="gc-header"):
+                    self.heading = gr.Markdown("### New chat", elem_id="gc-heading")
+                    self.settings_button = gr.Button(
+                        "Settings", size="sm", scale=0, min_width=90, elem_id="gc-open-settings"
+                    )
                 self.chatbot = gr.Chatbot(
                     elem_id="gc-chat",
                     show_label=False,
@@ -625,35 +598,29 @@ class ChatPage:
                     self.stop_button = gr.Button(
                         "■ Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="gc-stop"
                     )
-                with gr.Accordion("Chat settings", open=False, elem_id="gc-settings"):
-                    self.system_prompt = gr.Textbox(
-                        label="System prompt", lines=3, value=self.settings.system_prompt, elem_id="gc-system-prompt"
-                    )
-                    with gr.Row():
-                        self.temperature = gr.Slider(
-                            0.0,
-                            2.0,
-                            value=self.defaults.temperature,
-                            step=0.05,
-                            label="Temperature",
-                            elem_id="gc-temperature",
-                        )
-                        self.top_p = gr.Slider(
-                            0.05, 1.0, value=self.defaults.top_p, step=0.05, label="Top p", elem_id="gc-top-p"
-                        )
-                    with gr.Row():
-                        self.top_k = gr.Slider(
-                            0, 1000, value=self.defaults.top_k, step=1, label="Top k (0 = off)", elem_id="gc-top-k"
-                        )
-                        self.max_new_tokens = gr.Slider(
-                            1,
-                            limit,
-                            value=self.defaults.max_new_tokens,
-                            step=1,
-                            label="Max new tokens",
-                            elem_id="gc-max-new-tokens",
-                        )
-                    gr.Markdown("Settings are saved with the chat when you send.", elem_classes="gc-hint")
+            with gr.Sidebar(label="Chat settings", open=False, position="right", width=320, elem_id="gc-settings"):
+                gr.Markdown("### Chat settings")
+                self.system_prompt = gr.Textbox(
+                    label="System prompt", lines=4, value=self.settings.system_prompt, elem_id="gc-system-prompt"
+                )
+                self.temperature = gr.Slider(
+                    0.0, 2.0, value=self.defaults.temperature, step=0.05, label="Temperature", elem_id="gc-temperature"
+                )
+                self.top_p = gr.Slider(
+                    0.05, 1.0, value=self.defaults.top_p, step=0.05, label="Top p", elem_id="gc-top-p"
+                )
+                self.top_k = gr.Slider(
+                    0, 1000, value=self.defaults.top_k, step=1, label="Top k (0 = off)", elem_id="gc-top-k"
+                )
+                self.max_new_tokens = gr.Slider(
+                    1,
+                    limit,
+                    value=self.defaults.max_new_tokens,
+                    step=1,
+                    label="Max new tokens",
+                    elem_id="gc-max-new-tokens",
+                )
+                gr.Markdown("Saved with this chat when you send.", elem_classes="gc-hint")
 
             self._wire(demo)
         return demo
@@ -664,6 +631,7 @@ class ChatPage:
             self.chatbot,
             self.conversation_id,
             self.title_box,
+            self.heading,
             self.manage_panel,
             self.export_markdown,
             self.export_json,
@@ -756,7 +724,7 @@ class ChatPage:
             self.rename_button.click,
             "rename_conversation",
             inputs=[self.conversation_id, self.title_box, self.search],
-            outputs=[self.conversation_list, self.title_box, self.status],
+            outputs=[self.conversation_list, self.title_box, self.heading, self.status],
         )
         wire(
             self.chatbot.like,
@@ -773,6 +741,7 @@ class ChatPage:
         )
         wire(self.report_cancel.click, "close_report", outputs=report_outputs)
         self.conversation_id.change(None, inputs=[self.conversation_id], js=WRITE_CONVERSATION_TO_URL_JS)
+        self.settings_button.click(None, js=TOGGLE_SETTINGS_JS)
 
 
 def build_chat_page(ctx: AppContext) -> tuple[ChatPage, gr.Blocks]:

