@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from tests.conftest import PROJECT_ROOT
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import users
+from webapp.store.migrate import upgrade
 from webapp.store.models import User
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,7 +34,8 @@ PASSWORD = "password123"
 
 
 def ui_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Explicit settings (no .env, and module fixtures run before the per-test env isolation)."""
+    """Settings from defaults and ``overrides`` only: module fixtures run before the per-test isolation of
+    tests/conftest.py, so neither a developer's GUARDCHAT_* variables nor .env may leak in here."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "rails_dir": PROJECT_ROOT / "rails",
@@ -39,27 +43,22 @@ def ui_settings(data_dir: Path, **overrides: Any) -> Settings:
         "rate_limit_per_minute": 1000,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDCHAT_")}
+    with mock.patch.dict(os.environ, clean_env, clear=True):
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="module")
-def running_app_factory() -> Iterator[Any]:
-    """Start one app for the module; the app and the guard cache are torn down with the module."""
-    started: list[Any] = []
+def running_app_factory() -> Iterator[Callable[[Settings], RunningApp]]:
+    """Start the app for a module (on a migrated database); it stops with the module."""
+    with ExitStack() as stack:
 
-    def start(settings: Settings) -> RunningApp:
-        from webapp.store.migrate import upgrade
+        def start(settings: Settings) -> RunningApp:
+            upgrade(settings.resolved_database_url)
+            TurnGuard.clear_cache()
+            return stack.enter_context(run_app(settings))
 
-        upgrade(settings.resolved_database_url)
-        TurnGuard.clear_cache()
-        context = run_app(settings)
-        running = context.__enter__()
-        started.append(context)
-        return running
-
-    yield start
-    for context in reversed(started):
-        context.__exit__(None, None, None)
+        yield start
     TurnGuard.clear_cache()
 
 

@@ -209,6 +209,12 @@ def test_rename_search_and_delete_in_the_sidebar(live: Live, new_page: Any) -> N
         ".join('|') === 'Lunar notes'"
     )
 
+    for button, suffix in (("#gc-export-md", ".md"), ("#gc-export-json", ".json")):
+        with page.expect_download() as download:
+            page.locator(button).click()
+        assert download.value.suggested_filename.endswith(f"-Lunar-notes{suffix}")
+        assert "moon" in Path(download.value.path()).read_text(encoding="utf-8").lower()
+
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.locator("#gc-delete").click()
     with live.app.ctx.db.read() as s:

@@ -189,6 +189,7 @@ async def test_a_banned_user_is_refused_and_the_session_cleared(harness: Harness
 async def test_a_turn_shows_the_rails_checking_then_streams_then_the_stored_reply(harness: Harness) -> None:
     h = harness
     PAGE_MODEL.reply = lambda text: "Tea is a drink made by steeping leaves in hot water, enjoyed all over the world."
+    PAGE_MODEL.token_delay_s = 0.02  # tokens arrive over time, as from a real model, so chunks reach the page apart
     updates = await send(h, h.alice, "Tell me about tea")
     first, final = updates[0], updates[-1]
 
@@ -199,7 +200,7 @@ async def test_a_turn_shows_the_rails_checking_then_streams_then_the_stored_repl
 
     reply = "Tea is a drink made by steeping leaves in hot water, enjoyed all over the world."
     partials = [texts(c)[-1] for u in updates[1:-1] if (c := chat_of(u, h))]
-    assert any(p and p != reply and reply.startswith(p) for p in partials), "the reply streamed in pieces"
+    assert any(p and p != reply and reply.startswith(p) for p in partials), f"not streamed: {partials}"
 
     shown = chat_of(final, h)
     assert shown is not None

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.api.auth import build_auth_router, ensure_initial_admin
+from webapp.api.body_limit import BodyLimitMiddleware
 from webapp.api.context import AppContext
 from webapp.api.loop_lag import LoopLagProbe
 from webapp.api.openai_compat import build_openai_router, error_response
@@ -83,6 +84,7 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
     )
     app.include_router(build_auth_router(ctx))
     app.include_router(build_openai_router(ctx))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     @app.middleware("http")
     async def limits_and_request_ids(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from webapp.api.body_limit import BodyTooLargeError
 from webapp.api.context import AppContext
 from webapp.chat.events import ReplyDelta, ReplyRetracted, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
@@ -226,8 +227,12 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
 
 
 async def _parse(request: Request, max_bytes: int) -> ChatCompletionRequest:
-    raw = await request.body()
-    if len(raw) > max_bytes:
+    raw: bytes | None
+    try:
+        raw = await request.body()
+    except BodyTooLargeError:  # a body without Content-Length went over the limit while it streamed in
+        raw = None
+    if raw is None or len(raw) > max_bytes:
         raise APIError(
             413,
             f"request body is larger than {max_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)",
@@ -238,6 +243,8 @@ async def _parse(request: Request, max_bytes: int) -> ChatCompletionRequest:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", type_="invalid_request_error") from None
+    except RecursionError:
+        raise APIError(400, "request body is nested too deeply", type_="invalid_request_error") from None
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:

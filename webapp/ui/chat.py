@@ -188,7 +188,9 @@ class ChatPage:
         except (NotFoundError, InvalidInputError):
             # A stale or foreign link opens a new chat and says no more than that.
             status = UNAVAILABLE_STATUS
-        account = f"Signed in as **{safe_markdown(user.username)}** · [Sign out](/logout)"
+        staff = " · [Moderation](/moderation)" if user.is_moderator else ""
+        staff += " · [Accounts](/admin)" if user.role == "admin" else ""
+        account = f"Signed in as **{safe_markdown(user.username)}**{staff} · [Sign out](/logout)"
         updates: Updates = {self.account: account, self.status: status}
         updates.update(self._opened(opened))
         updates.update(self._listing(await self._choices(user), opened.conversation.id if opened else None))

@@ -7,6 +7,7 @@ session is re-read from the database each time: a ban takes effect on the next c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import gradio as gr
@@ -46,7 +47,7 @@ async def acting_user(ctx: AppContext, request: gr.Request | None) -> User:
     return user
 
 
-def gradio_auth_dependency(ctx: AppContext):  # type: ignore[no-untyped-def]
+def gradio_auth_dependency(ctx: AppContext) -> Callable[[Request], Awaitable[str | None]]:
     """For ``mount_gradio_app(auth_dependency=...)``: the username, or None so Gradio answers 401."""
 
     async def username(request: Request) -> str | None:

@@ -1,0 +1,54 @@
+"""Refuse request bodies over GUARDCHAT_MAX_BODY_BYTES as they stream in, not after they are buffered.
+
+A Content-Length header is checked up front (webapp.api.app); a body sent without one (chunked) is counted
+here, message by message, so a client cannot make any route (the API, Gradio's queue, uploads) hold an
+unbounded body in memory. Reading past the limit raises BodyTooLargeError, an HTTP 413 that the routes'
+exception handlers answer; if nothing answered yet, this middleware does.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLargeError(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body is larger than {max_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)")
+        self.max_bytes = max_bytes
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLargeError as exc:
+            if started:
+                raise
+            body = {"error": {"message": exc.detail, "type": "invalid_request_error", "code": "body_too_large"}}
+            await JSONResponse(body, status_code=413)(scope, receive, send)
