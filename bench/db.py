@@ -2,7 +2,7 @@
 and PostgreSQL.
 
 - `db_open_conversation_ms`: the reads the chat page makes to open a conversation (webapp/ui/chat.py
-  ``ChatPage._open_sync``): the conversation, its messages, and each reply's feedback.
+  ``ChatPage._open_sync``): the conversation, its messages, and the user's feedback on its replies.
 - `db_queue_page_ms`: the reads the moderation page makes for one queue page (webapp/ui/moderation.py
   ``ModerationPage._queue``): ``list_queue`` (50 flags, filtered by status and rail, newest first) and
   ``count_queue``. Other common views are timed too and listed.
@@ -35,7 +35,7 @@ from webapp.moderation.queue import QueueFilter, count_queue, list_queue
 from webapp.store import conversations as conv
 from webapp.store import users
 from webapp.store.engine import Database
-from webapp.store.feedback import get_feedback
+from webapp.store.feedback import feedback_by_message
 from webapp.store.migrate import upgrade
 from webapp.store.models import Conversation, Feedback, Flag, Message, User
 
@@ -148,9 +148,7 @@ def open_conversation(db: Database, seeded: Seeded) -> int:
     with db.read() as session:
         conv.require_conversation(session, user=seeded.owner, conversation_id=seeded.conversation_id)
         messages = conv.list_messages(session, user=seeded.owner, conversation_id=seeded.conversation_id)
-        for message in messages:
-            if message.role == "assistant":
-                get_feedback(session, user=seeded.owner, message_id=message.id)
+        feedback_by_message(session, user=seeded.owner, conversation_id=seeded.conversation_id)
         return len(messages)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,3 +48,25 @@ def send_message(client: httpx.Client, text: str, conversation_id: int | None = 
     values = {"gc-input": text, "gc-conversation-id": conversation_id}
     dependency = backend_dependencies(client)["send_message"]
     return run_event(client, dependency, page_inputs(client, "send_message", values), timeout_s=300)
+
+
+def run_raw_event(client: httpx.Client, dependency: dict[str, Any], data: list[Any]) -> EventOutcome:
+    """Like run_event, but the JSON is ASCII-escaped, so text no UTF-8 encoder accepts (lone surrogates) goes out."""
+    session_hash = uuid.uuid4().hex[:11]
+    body = {"data": data, "fn_index": dependency["id"], "session_hash": session_hash, "event_data": None}
+    joined = client.post(
+        "/gradio_api/queue/join", content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    outcome = EventOutcome(joined.status_code)
+    if joined.status_code != 200:
+        return outcome
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[len("data:") :])
+                outcome.messages.append(message)
+                if message.get("msg") == "process_completed":
+                    outcome.success = bool(message.get("success"))
+                    outcome.error = (message.get("output") or {}).get("error")
+                    break
+    return outcome

@@ -54,14 +54,20 @@ ATTACK = "\n\n".join(
 
 @dataclass
 class Watch:
-    """What the page did that it must not: dialogs opened, requests to other hosts, the flag scripts set."""
+    """What the page did: dialogs opened, and requests to other hosts, all aborted.
+
+    ``outside`` are loads the page made by itself (images, scripts, fetches): never allowed. ``navigations``
+    are pages opened by following a link, which only a click may cause.
+    """
 
     dialogs: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
+    navigations: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         self.dialogs.clear()
         self.outside.clear()
+        self.navigations.clear()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,8 @@ def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:
 
     def route(route: Any) -> None:
         if urlparse(route.request.url).netloc != app_host:
-            watch.outside.append(route.request.url)
+            navigating = route.request.resource_type == "document"
+            (watch.navigations if navigating else watch.outside).append(route.request.url)
             route.abort()
         else:
             route.continue_()
@@ -110,9 +117,12 @@ def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:
     return page
 
 
-def assert_inert(page: Any, watch: Watch, where: str) -> None:
+def assert_inert(page: Any, watch: Watch, where: str, *, clicked: bool = False) -> None:
     assert watch.dialogs == [], f"{where}: a script opened a dialog: {watch.dialogs}"
     assert watch.outside == [], f"{where}: the page fetched from another host: {watch.outside}"
+    if not clicked:
+        assert watch.navigations == [], f"{where}: the page navigated away by itself: {watch.navigations}"
+    assert all(url.startswith(("http://", "https://")) for url in watch.navigations), watch.navigations
     assert page.evaluate("() => window.__pwned ?? null") is None, f"{where}: a script ran"
     chat = page.locator("#gc-chat")
     dangerous = chat.evaluate(
@@ -136,11 +146,12 @@ def assert_inert(page: Any, watch: Watch, where: str) -> None:
 
 
 def click_every_link(page: Any) -> int:
+    """Click each link in the chat (a plain link to a web page is fine; one that runs script is not)."""
     links = page.locator("#gc-chat a")
     for index in range(links.count()):
         link = links.nth(index)
         if link.is_visible():
-            link.click(modifiers=[], no_wait_after=True, timeout=5_000)
+            link.click(no_wait_after=True, timeout=5_000)
     return int(links.count())
 
 
@@ -155,44 +166,56 @@ def wait_for_reply(app: RunningApp, count: int) -> Message:
     raise AssertionError("the reply did not finish")
 
 
+def sign_in(page: Any, app: RunningApp) -> None:
+    page.goto(f"{app.url}/login", wait_until="load")
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#gc-input textarea")
+
+
+def test_the_detectors_see_a_script_that_runs(app: RunningApp, browser: Any) -> None:
+    """The control: without it, the test below would pass just as well if the watching were broken."""
+    watch = Watch()
+    page = watched_page(browser, app, watch)
+    page.goto(f"{app.url}/login", wait_until="load")
+    page.evaluate(f"() => {{ window.__pwned = 'control'; alert('control'); fetch('http://{OUTSIDE}/c') }}")
+    deadline = time.monotonic() + 30
+    while not watch.outside and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert watch.dialogs == ["control"] and watch.outside == [f"http://{OUTSIDE}/c"]
+    assert page.evaluate("() => window.__pwned") == "control"
+    page.context.close()
+
+
 def test_attack_markup_in_replies_and_messages_renders_inert(app: RunningApp, browser: Any) -> None:
     SCRIPT.reset()
     SCRIPT.reply = lambda user_text: ATTACK
     watch = Watch()
     page = watched_page(browser, app, watch)
-
-    # Control: the detectors see a script that does run, a dialog and an outside request.
-    page.goto(f"{app.url}/login", wait_until="load")
-    page.evaluate(f"() => {{ window.__pwned = 'control'; alert('control'); fetch('http://{OUTSIDE}/c') }}")
-    page.wait_for_function("() => true")
-    deadline = time.monotonic() + 10
-    while not watch.outside and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-    assert watch.dialogs == ["control"] and watch.outside == [f"http://{OUTSIDE}/c"]
-    assert page.evaluate("() => window.__pwned") == "control"
-    watch.clear()
-
-    page.fill("#username", "alice")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#gc-input textarea")
+    sign_in(page, app)
     # The user's own message carries the attack too: it is shown back (and to moderators) the same way.
     page.locator("#gc-input textarea").fill(f"Render this safely please: {ATTACK}")
-    page.locator("#gc-input textarea").press("Enter")
+    page.locator("#gc-send").click()
     reply = wait_for_reply(app, 1)
     assert reply.status == "complete", (reply.status, reply.content)
     page.wait_for_selector("#gc-stop", state="hidden", timeout=60_000)
     page.wait_for_selector("#gc-chat [data-testid=bot] :text('The end.')")
     assert_inert(page, watch, "streamed reply")
-    assert click_every_link(page) >= 0
-    assert_inert(page, watch, "after clicking every link")
+    assert click_every_link(page) > 0
+    assert_inert(page, watch, "after clicking every link", clicked=True)
+    page.context.close()
 
-    # The same conversation rendered from the database (page reload), then its links clicked.
-    page.reload(wait_until="load")
-    page.wait_for_selector("#gc-chat [data-testid=bot] :text('The end.')")
-    assert_inert(page, watch, "reloaded history")
-    click_every_link(page)
-    assert_inert(page, watch, "after clicking every link in the history")
+    # The same conversation rendered from the database, in a fresh browser, then its links clicked.
+    history_watch = Watch()
+    history = watched_page(browser, app, history_watch)
+    sign_in(history, app)
+    history.goto(f"{app.url}/?c={reply.conversation_id}", wait_until="load")
+    history.wait_for_selector("#gc-chat [data-testid=bot] :text('The end.')")
+    assert_inert(history, history_watch, "history")
+    click_every_link(history)
+    assert_inert(history, history_watch, "after clicking every link in the history", clicked=True)
     # The text is still there for the user to read, as text.
-    shown = page.locator("#gc-chat [data-testid=bot]").first.inner_text()
+    shown = history.locator("#gc-chat [data-testid=bot]").first.inner_text()
     assert "<script>" in shown and "javascript:" in shown.lower() and OUTSIDE in shown
+    history.context.close()

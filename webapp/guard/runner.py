@@ -1,8 +1,13 @@
-"""Run rails through NeMo Guardrails and turn what NeMo decided into RailChecks.
+"""Run rails through NeMo Guardrails and turn what they decided into RailChecks.
 
-Two NeMo entry points, both with NeMo deciding which rail blocks:
-- ``run``: ``LLMRails.generate_async`` with only the input (or only the output) rails switched on. Dialog
-  rails and generation are off, so NeMo never prompts the main model. The decision is read from
+- ``run("input")``: each input rail's action through NeMo's action dispatcher, the way NeMo's streaming engine
+  runs output rails (parallel when ``rails.input.parallel``; the first block cancels the rest). Every input
+  flow is ``execute <action>``, then refuse and stop if its RailOutcome is blocked, so the outcome decides
+  exactly what the flow would. ``generate_async`` would interpret those flows with NeMo's Colang runtime
+  instead: a runtime per parallel flow, re-evaluating every flow on every event, a third of a turn's CPU
+  (profiled with bench/, see bench/RESULTS.md).
+- ``run("output")``: ``LLMRails.generate_async`` with only the output rails switched on. Dialog rails and
+  generation are off, so NeMo never prompts the main model. The decision is read from
   ``response.log.activated_rails`` (the flow name and its ``stop`` flag).
 - ``stream_output``: ``LLMRails.stream_async(generator=...)``, NeMo's streaming output-rails engine applied to
   our own token stream. It checks each chunk (chunk_size tokens incl. context_size tokens of the previous
@@ -15,14 +20,18 @@ by the fail-closed wrapper (webapp/guard/loader.py).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nemoguardrails import LLMRails
 from nemoguardrails.actions.rail_outcome import RailOutcome
+from nemoguardrails.colang.v1_0.runtime.flows import _get_flow_params
 from nemoguardrails.rails.llm.options import ActivatedRail, GenerationResponse
+from nemoguardrails.rails.llm.utils import get_action_details_from_flow_id
 
 from webapp.guard.loader import describe_failure
 from webapp.guard.recorder import ActionRecord, RailRecorder, active_recorder
@@ -185,33 +194,16 @@ class RailsRunner:
         )
 
     async def run(self, stage: Stage, *, user_text: str, bot_text: str | None = None) -> StageResult:
-        """Run all rails of ``stage`` on one text via generate_async."""
+        """Run all rails of ``stage`` on one text."""
         if not self.has_rails(stage):
             return StageResult(stage=stage, checks=(), model_calls=(), content=bot_text or user_text)
-        messages: list[dict[str, str]] = [{"role": "user", "content": user_text}]
-        if stage == "output":
-            messages.append({"role": "assistant", "content": bot_text or ""})
-        options = {
-            "rails": {
-                "input": stage == "input",
-                "output": stage == "output",
-                "dialog": False,
-                "retrieval": False,
-                "tool_input": False,
-                "tool_output": False,
-            },
-            "log": {"activated_rails": True},
-        }
 
         async def generate() -> StageResult:
             recorder = RailRecorder()
             active_recorder.set(recorder)  # this task's own context: concurrent turns do not mix
-            # An explicit empty state keeps NeMo from caching every conversation in
-            # LLMRails.events_history_cache, which is never evicted.
-            response = await self._rails.generate_async(messages=messages, options=options, state={})
-            if not isinstance(response, GenerationResponse):
-                raise RuntimeError(f"expected a GenerationResponse, got {type(response).__name__}")
-            return self._from_log(response, stage, recorder)
+            if stage == "input":
+                return await self._run_input_actions(user_text, recorder)
+            return await self._run_output_flows(user_text, bot_text or "", recorder)
 
         started = time.perf_counter()
         try:
@@ -221,6 +213,107 @@ class RailsRunner:
         except Exception as exc:
             reason = f"{stage} rails failed: {describe_failure(exc)}"
         return _engine_failure(stage, reason, (time.perf_counter() - started) * 1000)
+
+    async def _run_output_flows(self, user_text: str, bot_text: str, recorder: RailRecorder) -> StageResult:
+        options = {
+            "rails": {
+                "input": False,
+                "output": True,
+                "dialog": False,
+                "retrieval": False,
+                "tool_input": False,
+                "tool_output": False,
+            },
+            "log": {"activated_rails": True},
+        }
+        messages = [{"role": "user", "content": user_text}, {"role": "assistant", "content": bot_text}]
+        # An explicit empty state keeps NeMo from caching every conversation in
+        # LLMRails.events_history_cache, which is never evicted.
+        response = await self._rails.generate_async(messages=messages, options=options, state={})
+        if not isinstance(response, GenerationResponse):
+            raise RuntimeError(f"expected a GenerationResponse, got {type(response).__name__}")
+        return self._from_log(response, "output", recorder)
+
+    def _action_kwargs(self, flow: str, action: str, params: Mapping[str, Any], user_text: str) -> dict[str, Any]:
+        """What NeMo's Colang runtime passes an action (runtime._process_start_action): the flow's own
+        parameters with $variables resolved, plus the special and registered parameters it declares."""
+        runtime = self._rails.runtime
+        context = {
+            "user_message": user_text,
+            "last_user_message": user_text,
+            "triggered_input_rail": flow,
+            **_get_flow_params(flow),
+        }
+        kwargs = {k: context.get(v[1:], v) if isinstance(v, str) and v[:1] == "$" else v for k, v in params.items()}
+        fn = runtime.action_dispatcher.get_action(action)
+        declared = inspect.signature(fn).parameters if inspect.isfunction(fn) or inspect.ismethod(fn) else {}
+        available = {
+            "context": context,
+            "events": [],
+            "config": self._rails.config,
+            "llm_task_manager": runtime.llm_task_manager,
+            **runtime.registered_action_params,
+        }
+        kwargs.update({name: value for name, value in available.items() if name in declared})
+        if "llm" in kwargs and f"{action}_llm" in runtime.registered_action_params:
+            kwargs["llm"] = runtime.registered_action_params[f"{action}_llm"]
+        return kwargs
+
+    async def _run_input_actions(self, user_text: str, recorder: RailRecorder) -> StageResult:
+        """Every input rail's action; the first outcome that blocks (or no outcome: fail closed) stops the turn."""
+        flows = list(self._flows["input"])
+        outcomes: dict[str, RailOutcome | None] = {}  # None: the action did not return an outcome
+
+        async def run_flow(flow: str) -> str:
+            action, params = get_action_details_from_flow_id(flow, self._rails.config.flows)
+            kwargs = self._action_kwargs(flow, action, params, user_text)
+            result, status = await self._rails.runtime.action_dispatcher.execute_action(action, kwargs)
+            outcomes[flow] = result if status == "success" and isinstance(result, RailOutcome) else None
+            return flow
+
+        def stops(flow: str) -> bool:
+            outcome = outcomes[flow]
+            return outcome is None or outcome.is_blocked
+
+        blocking: str | None = None
+        if self._rails.config.rails.input.parallel:
+            tasks = [asyncio.create_task(run_flow(flow)) for flow in flows]
+            try:
+                for done in asyncio.as_completed(tasks):
+                    flow = await done
+                    if stops(flow):
+                        blocking = flow
+                        break
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        else:
+            for flow in flows:
+                if stops(await run_flow(flow)):
+                    blocking = flow
+                    break
+
+        checks = self.checks_from_records("input", recorder)
+        calls = tuple(call for record in recorder.records for call in record.model_calls)
+        if blocking is None:
+            return StageResult(stage="input", checks=checks, model_calls=calls, content=user_text)
+        check = next((c for c in checks if c.name == blocking and c.blocked), None)
+        if check is None:  # the action returned nothing NeMo could read as a verdict
+            check = RailCheck(
+                name=blocking,
+                stage="input",
+                duration_ms=0.0,
+                blocked=True,
+                reason=f"{blocking} could not run (internal error in NeMo Guardrails)",
+                score=None,
+            )
+            checks = (*checks, check)
+        outcome = outcomes[blocking]
+        failed = outcome is None or outcome.failed
+        return StageResult(
+            stage="input", checks=checks, model_calls=calls, blocking=check, failed=failed, content=user_text
+        )
 
     def stream_output(self, *, user_text: str, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
         """NeMo's streaming output rails over ``tokens``: yields released tokens, then maybe a block message.

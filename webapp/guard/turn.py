@@ -265,21 +265,30 @@ class TurnGuard:
         block: StreamBlocked | None = None
         tasks = (asyncio.create_task(self._generate(history, params, generated)), asyncio.create_task(check_stream()))
         try:
-            while True:
-                kind, item = await checked.get()
-                if kind == "error":
-                    assert isinstance(item, Exception)
-                    raise item
-                if kind == "end":
-                    break
-                assert isinstance(item, str)
-                block = parse_block(item)
-                if block is not None:
-                    break
-                released = neutraliser.feed(item)
-                if released:
-                    shown.append(released)
-                    yield Delta(released)
+            ended = False
+            while not ended and block is None:
+                batch = [await checked.get()]
+                # NeMo releases a checked chunk's tokens back to back: pass them on as one Delta, so the layers
+                # above (ChatService, SSE events, UI updates) work once per chunk instead of once per token.
+                while not checked.empty():
+                    batch.append(checked.get_nowait())
+                released: list[str] = []
+                failure: Exception | None = None
+                for kind, item in batch:
+                    if kind != "item":
+                        ended, failure = True, item if isinstance(item, Exception) else None
+                        break
+                    assert isinstance(item, str)
+                    block = parse_block(item)
+                    if block is not None:
+                        break
+                    released.append(neutraliser.feed(item))
+                text = "".join(released)
+                if text:
+                    shown.append(text)
+                    yield Delta(text)
+                if failure is not None:
+                    raise failure
         finally:
             # After a block, an error or a cancellation the model must stop generating now.
             for task in tasks:

@@ -30,7 +30,7 @@ from webapp.chat.limits import LimitError
 from webapp.llm.params import GenerationParams
 from webapp.store import conversations as conv
 from webapp.store.errors import InvalidInputError, NotFoundError, StoreError
-from webapp.store.feedback import get_feedback, set_feedback
+from webapp.store.feedback import feedback_by_message, set_feedback
 from webapp.store.flags import report_message
 from webapp.store.models import Conversation, User
 from webapp.ui.chat_inputs import chat_settings, edited_text, id_from_page
@@ -105,12 +105,12 @@ class ChatPage:
             conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
             messages = conv.list_messages(session, user=user, conversation_id=conversation_id)
             view = render_messages(messages)
-            feedback: list[str | None] = []
-            for message in messages:
-                if message.role != "assistant":
-                    continue
-                row = get_feedback(session, user=user, message_id=message.id)
-                feedback.append(None if row is None else ("Like" if row.value > 0 else "Dislike"))
+            votes = feedback_by_message(session, user=user, conversation_id=conversation_id)
+            feedback: list[str | None] = [
+                None if m.id not in votes else ("Like" if votes[m.id] > 0 else "Dislike")
+                for m in messages
+                if m.role == "assistant"
+            ]
             streaming = any(m.status in ("pending", "streaming") for m in messages)
             return OpenedConversation(conversation, view, feedback, streaming)
 
