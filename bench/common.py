@@ -9,7 +9,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -72,9 +71,6 @@ class Dist:
     @classmethod
     def of(cls, values: Sequence[float]) -> Dist:
         return cls(percentile(values, 50), percentile(values, 95), percentile(values, 99), len(values))
-
-    def ms(self, which: str = "p50") -> str:
-        return f"{getattr(self, which):.1f} ms"
 
 
 # --- reporting ------------------------------------------------------------------------------------------
@@ -175,10 +171,6 @@ class Timing:
     itl_ms: float
     tokens: int
     guard_ms: float
-
-    def token_ms(self, index: int) -> float:
-        """When token ``index`` (0-based) leaves the model, after the request arrived."""
-        return self.ttft_ms + index * self.itl_ms
 
     def describe(self) -> str:
         return (
@@ -552,7 +544,3 @@ def chatml_prompt(text: str) -> str:
     from webapp.llm.templates import ChatTurn, get_template
 
     return get_template("chatml").render([ChatTurn("user", text)])
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)

@@ -124,14 +124,8 @@ class Settings(BaseSettings):
         description="CPU threads llama.cpp uses for the local SmolLM2 model. On a small machine that is busy "
         "with other work, 1 is much faster than 2 (threads that wait on each other stall).",
     )
-    worker_threads: int = Field(
-        32,
-        ge=1,
-        description="Threads for blocking work off the event loop (database calls). Under load, too few make "
-        "every request queue behind waits for the SQLite write lock.",
-    )
     stream_save_interval_s: float = Field(
-        1.0,
+        2.0,
         gt=0,
         description="While a reply streams, the text shown so far is saved this often (seconds), so a crashed "
         "process loses at most this much of a reply; start-up recovery keeps the rest, marked interrupted.",

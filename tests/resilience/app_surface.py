@@ -1,7 +1,8 @@
 """Everything a client can call on GuardChat, enumerated from the app itself: HTTP routes and Gradio events.
 
 ``build_app`` builds the production app (chat page, staff pages, API) without serving it and without
-loading rails, so the surface is known at test collection; ``surface`` lists it.
+loading rails, so the surface is known at test collection; ``surface`` lists it; ``serve_everything``
+runs the real one and hands back the ASGI app too, so the surfaces can be compared.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.routing import Mount
 from tests.app_server import RunningApp, free_port
 from webapp.api.app import create_app
 from webapp.api.context import AppContext
-from webapp.chat.service import ChatService, TurnGuardLike
+from webapp.chat.service import ChatService
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
 from webapp.settings import Settings
@@ -88,42 +89,21 @@ class _NoGuard:
         raise RuntimeError("the surface app does not chat")
 
 
-def mount_everything(settings: Settings, ctx: AppContext | None = None) -> FastAPI:
-    """The app as `guardchat serve` builds it, with the staff pages mounted if `mount_pages` does not do it yet.
-
-    The staff pages go first, as tests/moderation/staff_server.py does: the chat page at "/" catches all.
-    """
-    app = create_app(settings, ctx, with_ui=True)
-    if "/moderation" in gradio_pages(app):
-        return app
-    from webapp.ui.moderation_mount import mount_staff_pages
-    from webapp.ui.mount import mount_pages
-
-    app = create_app(settings, ctx=app.state.ctx, with_ui=False)
-    mount_staff_pages(app, app.state.ctx)
-    mount_pages(app, app.state.ctx)
-    return app
-
-
 def build_app(data_dir: Path) -> FastAPI:
     settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
     db = Database(settings.resolved_database_url)  # never connected: nothing here runs a query
-    chat = ChatService(database=db, guard=_no_guard(), settings=settings)
+    chat = ChatService(database=db, guard=_NoGuard(), settings=settings)
 
     async def never_ready() -> bool:
         return False
 
-    return mount_everything(settings, AppContext(settings=settings, db=db, chat=chat, model_ready=never_ready))
-
-
-def _no_guard() -> TurnGuardLike:
-    return _NoGuard()
+    return create_app(settings, AppContext(settings=settings, db=db, chat=chat, model_ready=never_ready))
 
 
 @contextmanager
 def serve_everything(settings: Settings) -> Iterator[tuple[RunningApp, FastAPI]]:
     """The full app (real rails, every page) under uvicorn on a free port, in a thread of this process."""
-    app = mount_everything(settings)
+    app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

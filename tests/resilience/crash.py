@@ -21,6 +21,7 @@ from webapp.store.models import Message
 MODEL = "nemo2"
 # 400 tokens at 25 ms: ten seconds of streaming, so the kill lands mid-reply whatever the machine's speed.
 LONG_REPLY = "Tell me a long story. {{tokens:400}}{{delay_ms:25}}"
+LONG_REPLY_TEXT = "".join(f"w{i} " for i in range(400))  # what the stand-in streams for it
 SETTLE_TIMEOUT_S = 120.0
 
 
@@ -71,6 +72,7 @@ def commit_turns_then_crash_mid_stream(app: AppProcess, db: Database, key: str) 
     first = complete(app.url, key, "Remember the word ORCHID. {{reply:I will remember ORCHID.}}")
     assert first.status_code == 200 and first.guardchat["status"] == "complete", first.body
     cid = first.conversation_id
+    assert cid is not None
     second = complete(app.url, key, "And the number 42? {{reply:Noted: 42.}}", conversation_id=cid)
     assert second.status_code == 200 and second.guardchat["status"] == "complete", second.body
     committed = rows(db, cid)

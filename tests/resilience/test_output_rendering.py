@@ -112,8 +112,12 @@ def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:
             route.continue_()
 
     context.route("**/*", route)
+    def dialog(opened: Any) -> None:
+        watch.dialogs.append(opened.message)
+        opened.dismiss()
+
     page = context.new_page()
-    page.on("dialog", lambda dialog: (watch.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("dialog", dialog)
     return page
 
 

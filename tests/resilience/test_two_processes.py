@@ -20,8 +20,17 @@ from sqlalchemy import select
 
 from tests.resilience.app_process import AppProcess, guardchat_env, start_all
 from tests.resilience.chat_api import PASSWORD, complete, create_user_with_key, stream
-from tests.resilience.crash import LONG_REPLY, app_settings, commit_turns_then_crash_mid_stream, rows, wait_for
+from tests.resilience.crash import (
+    LONG_REPLY,
+    LONG_REPLY_TEXT,
+    app_settings,
+    commit_turns_then_crash_mid_stream,
+    rows,
+    wait_for,
+)
 from tests.triton_fixtures import TritonServer
+from webapp.api.auth import ensure_initial_admin
+from webapp.settings import Settings
 from webapp.store import users
 from webapp.store.engine import Database
 from webapp.store.models import Conversation, Message
@@ -87,6 +96,15 @@ def guardchat_cli(pair: Pair, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_both_processes_started_on_the_fresh_database(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They raced to create the first account: one did, the other noticed and started anyway."""
+    with pair.db.read() as s:
+        assert [u.username for u in users.list_users(s)] == ["admin"]
+    # The losing side of that race, replayed: it counted no users, then the insert collided.
+    monkeypatch.setattr(users, "count_users", lambda session: 0)
+    assert ensure_initial_admin(pair.db, Settings(_env_file=None, data_dir=pair.a.data_dir)) is None  # type: ignore[call-arg]
+
+
 def test_a_conversation_started_on_one_process_continues_on_the_other(
     pair: Pair, triton_server: TritonServer
 ) -> None:
@@ -149,8 +167,6 @@ def test_a_role_change_on_one_process_holds_on_the_other(pair: Pair) -> None:
     create_user_with_key(pair.db, "carol")
     with signed_in(pair.a, "carol") as browser_a, on(pair.b, browser_a) as browser_b:
         page = {"accept": "text/html"}
-        if browser_a.get("/moderation/", headers=page).status_code == 404:
-            pytest.xfail("`guardchat serve` does not mount the moderation console yet (webapp/ui/mount.py)")
         assert [b.get("/moderation/", headers=page).status_code for b in (browser_a, browser_b)] == [403, 403]
         guardchat_cli(pair, "users", "set-role", "carol", "moderator")
         assert [b.get("/moderation/", headers=page).status_code for b in (browser_a, browser_b)] == [200, 200]
@@ -169,7 +185,7 @@ def test_sigkill_mid_stream_on_postgresql_spares_the_live_peer(pair: Pair, trito
         recovered = rows(pair.db, crash.conversation_id)
         assert recovered[: len(crash.committed)] == crash.committed
         reply = next(r for r in recovered if r[0] == crash.reply_id)
-        assert reply[3] == "interrupted" and reply[4] and crash.shown.startswith(reply[4])
+        assert reply[3] == "interrupted" and reply[4] and LONG_REPLY_TEXT.startswith(reply[4])
         # B's reply is still live: A's recovery did not touch it, and B keeps sending it.
         assert _status(pair.db, peer_reply) == "streaming"
         peer.read_until(8)

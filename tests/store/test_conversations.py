@@ -210,3 +210,23 @@ def test_sixteen_concurrent_writers_lose_nothing(sqlite_database: Database) -> N
             seqs = [m.seq for m in conv.list_messages(s, user=alice, conversation_id=cid)]
             assert seqs == list(range(1, 201))  # 4 threads x 50 each, no gaps, no duplicates
     assert total == 16 * 50
+
+
+def test_streamed_text_is_saved_only_by_the_owner_and_only_while_streaming(database: Database) -> None:
+    alice, bob = _user(database, "alice"), _user(database, "bob")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice, title="Story")
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="Tell me a story")
+        reply = conv.append_message(
+            s, user=alice, conversation_id=c.id, role="assistant", content="", status="streaming"
+        )
+    with database.write() as s:
+        assert conv.save_streamed_text(s, user=alice, message_id=reply.id, content="Once upon")
+        assert not conv.save_streamed_text(s, user=bob, message_id=reply.id, content="bob was here")
+    with database.write() as s:
+        conv.finish_message(s, user=alice, message_id=reply.id, status="complete", content="Once upon a time.")
+    with database.write() as s:  # a late checkpoint cannot overwrite the final reply
+        assert not conv.save_streamed_text(s, user=alice, message_id=reply.id, content="Once upon a")
+    with database.read() as s:
+        final = s.get(Message, reply.id)
+        assert final is not None and (final.status, final.content) == ("complete", "Once upon a time.")

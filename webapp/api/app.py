@@ -6,7 +6,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -59,10 +58,6 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # asyncio.to_thread (all database work) runs on the loop's default executor: size it for the load.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="guardchat-worker")
-        )
         if ctx.lease is not None:
             await asyncio.to_thread(ctx.lease.acquire)
         ensure_initial_admin(ctx.db, settings)

@@ -21,7 +21,7 @@ from webapp.api.context import AppContext
 from webapp.settings import Settings
 from webapp.store import users
 from webapp.store.engine import Database
-from webapp.store.errors import StoreError
+from webapp.store.errors import DuplicateError, StoreError
 from webapp.store.models import User
 
 log = logging.getLogger("guardchat.auth")
@@ -58,7 +58,7 @@ def ensure_initial_admin(db: Database, settings: Settings) -> str | None:
             if users.count_users(s) > 0:
                 return None
             users.create_user(s, username="admin", password=password, role="admin")
-    except IntegrityError:
+    except (DuplicateError, IntegrityError):
         # Another process sharing a fresh PostgreSQL database created the first account at the same moment.
         return None
     path = Path(settings.data_dir) / INITIAL_ADMIN_FILE
