@@ -223,15 +223,18 @@ def raw_queue(connection: Any, marker: str) -> int:
 # --- measuring --------------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> Dist:
+def round_robin(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, Dist]:
+    """Each call ``repeats`` times, taking turns, so load drift on a shared machine hits every one alike."""
     for _ in range(warmup):
-        fn()
-    samples = []
+        for call in calls.values():
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return Dist.of(samples)
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: Dist.of(values) for name, values in samples.items()}
 
 
 @dataclass(frozen=True)
@@ -257,14 +260,16 @@ def measure(url: str, backend: str, *, messages: int, flags: int, repeats: int) 
         with raw_connection(url) as (connection, marker):
             if open_conversation(db, seeded) != raw_open(connection, marker, seeded):
                 raise RuntimeError("the raw baseline and GuardChat read different messages")
-            open_ms = timed(lambda: open_conversation(db, seeded), repeats)
-            raw_open_ms = timed(lambda: raw_open(connection, marker, seeded), repeats)
-            queue_ms = {
-                name: timed(lambda f=filters, s=sort: queue_page(db, seeded, f, s), repeats)  # type: ignore[misc]
-                for name, (filters, sort) in QUEUE_VIEWS.items()
+            calls: dict[str, Callable[[], object]] = {
+                "open": lambda: open_conversation(db, seeded),
+                "raw open": lambda: raw_open(connection, marker, seeded),
+                "raw queue": lambda: raw_queue(connection, marker),
             }
-            raw_queue_ms = timed(lambda: raw_queue(connection, marker), repeats)
-        return DbResult(backend, seed_s, open_ms, raw_open_ms, queue_ms, raw_queue_ms)
+            for name, (filters, sort) in QUEUE_VIEWS.items():
+                calls[name] = lambda f=filters, s=sort: queue_page(db, seeded, f, s)  # type: ignore[misc]
+            times = round_robin(calls, repeats)
+        queue_ms = {name: times[name] for name in QUEUE_VIEWS}
+        return DbResult(backend, seed_s, times["open"], times["raw open"], queue_ms, times["raw queue"])
     finally:
         db.dispose()
 
