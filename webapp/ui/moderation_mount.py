@@ -14,16 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
 
 from webapp.api.auth import load_session_user
 from webapp.api.context import AppContext
 from webapp.store.models import User
 from webapp.ui.admin import ADMIN_PATH, build_admin_page
+from webapp.ui.gradio_mount import mount_gradio_page
 from webapp.ui.moderation import MODERATION_PATH, build_moderation_page
 from webapp.ui.moderation_export import build_moderation_export_router
 from webapp.ui.moderation_styles import MODERATION_CSS
-from webapp.ui.styles import HEAD
 
 NOT_ALLOWED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed · GuardChat</title>
 <style>body{{font-family:system-ui,sans-serif;display:flex;min-height:90vh;align-items:center;justify-content:center}}
@@ -72,29 +71,9 @@ def _refusal_handler(ctx: AppContext, who: str) -> Callable[[Request, Exception]
 
 
 def _mount(app: FastAPI, ctx: AppContext, demo: gr.Blocks, path: str, allowed: RolePredicate, who: str) -> None:
-    demo.queue(default_concurrency_limit=ctx.settings.queue_concurrency, max_size=None)
-    gr.mount_gradio_app(
-        app,
-        demo,
-        path=path,
-        auth_dependency=role_dependency(ctx, allowed),
-        footer_links=[],
-        run_history=False,
-        ssr_mode=False,
-        mcp_server=False,
-        enable_monitoring=False,
-        pwa=False,
-        # System fonts: the default theme would fetch fonts from a third party on every page load.
-        theme=gr.themes.Soft(
-            primary_hue="indigo",
-            neutral_hue="slate",
-            font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
-            font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
-        ),
-        css=MODERATION_CSS,
-        head=HEAD,
+    mounted = mount_gradio_page(
+        app, ctx, demo, path=path, auth_dependency=role_dependency(ctx, allowed), css=MODERATION_CSS
     )
-    mounted = next(r for r in reversed(app.routes) if isinstance(r, Mount) and r.path == path)
     mounted.app.add_exception_handler(HTTPException, _refusal_handler(ctx, who))  # type: ignore[attr-defined]
 
 

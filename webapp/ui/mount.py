@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
 
 from webapp.api.context import AppContext
 from webapp.ui.chat import ChatPage, build_chat_page
 from webapp.ui.export import build_export_router
+from webapp.ui.gradio_mount import mount_gradio_page
 from webapp.ui.moderation_mount import mount_staff_pages
 from webapp.ui.session import gradio_auth_dependency
-from webapp.ui.styles import CSS, HEAD
+from webapp.ui.styles import CSS
 
 CHAT_PATH = "/"
 
@@ -38,29 +37,7 @@ def mount_pages(app: FastAPI, ctx: AppContext) -> ChatPage:
     # Gradio runs one event at a time per listener by default, and at most `max_threads` (40) events in
     # all: both limits would make chat streams wait for each other.
     demo.max_threads = ctx.settings.queue_concurrency
-    demo.queue(default_concurrency_limit=ctx.settings.queue_concurrency, max_size=None)
-    gr.mount_gradio_app(
-        app,
-        demo,
-        path=CHAT_PATH,
-        auth_dependency=gradio_auth_dependency(ctx),
-        footer_links=[],
-        run_history=False,
-        ssr_mode=False,
-        mcp_server=False,
-        enable_monitoring=False,
-        pwa=False,
-        # System fonts: the default theme would fetch fonts from a third party on every page load.
-        theme=gr.themes.Soft(
-            primary_hue="indigo",
-            neutral_hue="slate",
-            font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
-            font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
-        ),
-        css=CSS,
-        head=HEAD,
-    )
-    mounted = next(r for r in reversed(app.routes) if isinstance(r, Mount) and r.app is not app)
+    mounted = mount_gradio_page(app, ctx, demo, path=CHAT_PATH, auth_dependency=gradio_auth_dependency(ctx), css=CSS)
     mounted.app.add_exception_handler(HTTPException, _sign_in_instead)  # type: ignore[attr-defined]
     app.state.chat_page = page
     return page
