@@ -3,8 +3,7 @@
 webapp/guard/loader.py wraps these actions (fail closed) and injects the detectors built from its settings
 (``abuse_classifier``, ``injection_detector``). When this directory is loaded by plain NeMo tooling instead,
 defaults built from the GuardChat settings are used. The harmful-request detector has no settings, so it is
-always the default one. NeMo's streaming engine passes every output-rail action
-extra parameters (context, config, llm…), hence the ``**_``.
+always the default one. NeMo passes rail actions extra parameters (context, config, llm…), hence the ``**_``.
 """
 
 from __future__ import annotations

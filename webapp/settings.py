@@ -85,7 +85,13 @@ class Settings(BaseSettings):
     )
     rail_timeout_s: float = Field(20.0, gt=0, description="A rail that takes longer blocks the turn.")
     output_chunk_size: int = Field(
-        32, ge=4, description="Tokens per output-rail chunk when streaming; smaller gives faster first token."
+        32, ge=4, description="Largest output-rail chunk in tokens; every streamed chunk is checked before it is shown."
+    )
+    output_first_chunk_size: int = Field(
+        1,
+        ge=1,
+        description="Tokens in a reply's first checked chunk; each next chunk doubles up to output_chunk_size. "
+        "Small gives a fast first token at the cost of more rail calls early in a reply.",
     )
     output_context_size: int = Field(16, ge=0, description="Tokens of the previous chunk re-checked with the next one.")
     refusal_input: str = Field(

@@ -28,16 +28,6 @@ def test_self_check_rails_are_switched_off_by_settings() -> None:
     assert config.rails.output.flows == ["check abuse output", "neutralise markup"]
 
 
-def test_streaming_settings_are_applied_and_never_stream_first() -> None:
-    streaming = build_config(scripted_settings(output_chunk_size=24, output_context_size=6)).rails.output.streaming
-    assert (streaming.enabled, streaming.chunk_size, streaming.context_size, streaming.stream_first) == (
-        True,
-        24,
-        6,
-        False,
-    )
-
-
 def test_a_missing_rails_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RailsConfigError, match=r"no rails configuration at .* GUARDCHAT_RAILS_DIR"):
         build_config(scripted_settings(rails_dir=tmp_path))

@@ -110,19 +110,51 @@ async def test_self_check_input_block_records_the_guard_models_answer(guard: Tur
 
 async def test_toxic_reply_is_blocked_by_the_output_rail_and_never_shown(guard: TurnGuard, script: Script) -> None:
     script.reply = lambda user: "You are a fucking idiot."
+    script.token_delay_s = 0.005  # a model slower than the rails, as real ones are
     events = await run_turn(guard, "Say something nice")
 
     end = finished(events)
     assert (end.verdict.stage, end.verdict.rail) == ("output", "check abuse output")
-    assert shown_text(events) == ""
-    assert not any(isinstance(e, Retract) for e in events)
+    # The small first chunks ("You", " are") were checked and shown, then taken back; the insult never was.
+    assert "You are a fucking idiot.".startswith(shown_text(events))
+    assert "fucking" not in shown_text(events) and "idiot" not in shown_text(events)
+    assert [type(e).__name__ for e in events][-2:] == ["Retract", "TurnFinished"]
     assert end.reply == "I can't share that response."
     assert end.unsafe_text == "You are a fucking idiot."
+
+
+async def test_a_toxic_first_chunk_is_never_shown_at_all(script: Script) -> None:
+    guard = TurnGuard.load(scripted_settings(output_first_chunk_size=8))
+    script.reply = lambda user: "You are a fucking idiot."
+    script.token_delay_s = 0.005
+    events = await run_turn(guard, "Say something nice")
+
+    assert finished(events).verdict.rail == "check abuse output"
+    assert shown_text(events) == ""
+    assert not any(isinstance(e, Retract) for e in events)
+
+
+async def test_first_chunk_is_one_token_then_chunks_double(guard: TurnGuard, script: Script) -> None:
+    """Every shown Delta was checked first; the first one is the model's first token (fast first token)."""
+    script.reply = lambda user: " ".join(f"w{i}" for i in range(30))
+    script.token_delay_s = 0.005
+    events = await run_turn(guard, "Count for me")
+
+    deltas = [e.text for e in events if isinstance(e, Delta)]
+    assert deltas[0] == "w0"
+    assert "".join(deltas) == " ".join(f"w{i}" for i in range(30))
+    sizes = [len(d.split()) for d in deltas]
+    assert sizes[:4] == [1, 2, 4, 8]  # then the largest chunk (8 in these settings) until the end
+    assert all(size <= 8 for size in sizes)
+    end = finished(events)
+    [abuse] = [c for c in end.verdict.checks if c.name == "check abuse output"]
+    assert not abuse.blocked
 
 
 async def test_block_mid_stream_retracts_and_never_yields_the_blocked_chunk(guard: TurnGuard, script: Script) -> None:
     reply = BENIGN_STORY + TOXIC_SENTENCE + BENIGN_STORY
     script.reply = lambda user: reply
+    script.token_delay_s = 0.002  # a model slower than the rails, as real ones are
     events = await run_turn(guard, "Tell me a story")
 
     end = finished(events)

@@ -94,7 +94,7 @@ def fail_closed(
     NeMo itself turns most action exceptions into an internal-error stop, but lets model-call failures
     (LLMCallException) escape from generate_async, and has no per-rail timeout. Here both block the turn
     inside the rail that failed, so NeMo names that rail. ``inject`` supplies GuardChat's configured
-    detectors (NeMo's streaming engine passes actions only a fixed set of parameters). The outcome is also
+    detectors (NeMo passes actions only the parameters their flow names). The outcome is also
     written to the active RailRecorder, with its duration and model call.
     """
 
@@ -164,11 +164,6 @@ def build_config(settings: Settings) -> RailsConfig:
     config.rails.input.flows = input_flows
     config.rails.output.flows = output_flows
 
-    streaming = config.rails.output.streaming
-    streaming.enabled = True
-    streaming.stream_first = False
-    streaming.chunk_size = settings.output_chunk_size
-    streaming.context_size = min(settings.output_context_size, settings.output_chunk_size - 1)
     config.bot_messages["refuse to respond"] = [settings.refusal_input]
     return config
 

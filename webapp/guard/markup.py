@@ -100,9 +100,10 @@ class MarkupNeutraliser:
                 i = end
                 continue
             if at_line_start:
-                if not self._decidable(i, 8, final=final):
+                opens = self._may_open_fence(i, final=final)
+                if opens is None or (opens and not self._decidable(i, 8, final=final)):
                     break
-                fence = _FENCE_OPEN.match(raw, i)
+                fence = _FENCE_OPEN.match(raw, i) if opens else None
                 if fence:
                     self._fence = fence.group(1)
                     end = raw.find("\n", i)
@@ -155,6 +156,19 @@ class MarkupNeutraliser:
             i += 1
         self._pos = i
         return "".join(out)
+
+    def _may_open_fence(self, i: int, *, final: bool) -> bool | None:
+        """Whether the line starting at ``i`` may open a code fence; None while its first character is unseen.
+
+        Deciding on the first non-space character keeps ordinary lines from waiting for more text.
+        """
+        raw = self._raw
+        j = i
+        while j < len(raw) and j - i < 4 and raw[j] == " ":
+            j += 1
+        if j == len(raw):
+            return False if final else None
+        return j - i < 4 and raw[j] in "`~"
 
     def _closes_fence(self, i: int) -> bool:
         assert self._fence is not None

@@ -1,9 +1,7 @@
-"""Per-turn record of what each rail action did: its outcome, how long it took, the model calls it made.
+"""Per-check record of what each rail action did: its outcome, how long it took, the model calls it made.
 
-NeMo Guardrails decides which rail blocked (the activated-rails log, or the streaming engine's block
-message, both naming the flow). This record adds what those lack: in parallel mode the log drops the
-blocking rail's model calls and timing, and the streaming engine keeps no log at all. The fail-closed
-wrapper around every rail action writes here when a recorder is active in the current context.
+The fail-closed wrapper around every rail action (webapp/guard/loader.py) writes here when a recorder is
+active in the current context; webapp/guard/runner.py turns the records into the verdict's RailChecks.
 """
 
 from __future__ import annotations

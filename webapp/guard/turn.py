@@ -3,12 +3,13 @@
 The main generation is not NeMo's: ``generate_async``/``stream_async`` without a generator would prompt the
 model through NeMo's ``general`` task prompt instead of our system prompt and history, and ``passthrough``
 mode has no streaming output rails with a verdict. So a turn is:
-1. NeMo's input rails on the newest user message (``generate_async``, decision from the activated-rails log);
+1. the input rails on the newest user message (NeMo's rail actions, webapp/guard/runner.py); the model sees
+   nothing before they pass;
 2. the real conversation streamed from the chat model (registry seam, with the turn's sampling parameters);
-3. that stream fed to NeMo's own streaming output-rails engine (``stream_async(generator=...)``), which
-   releases a chunk's tokens only after every output rail passed it (``stream_first: false``) and names the
-   flow when it blocks. The markup rail's rewrite, which NeMo's streaming engine does not apply, is applied
-   to the released text by the same neutraliser.
+3. that stream grouped into chunks (webapp/guard/chunks.py: a small first chunk for a fast first token, then
+   doubling), each checked by every output rail together with ``output_context_size`` tokens before it, and
+   released only when all passed. A block retracts what was shown and stops the model. The markup rail's
+   rewrite is applied to the released text by the same neutraliser.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from webapp.guard.chunks import TokenQueue, reply_chunks
 from webapp.guard.loader import LoadedRails, load_rails
 from webapp.guard.markup import MarkupNeutraliser, describe
-from webapp.guard.recorder import RailRecorder, active_recorder
-from webapp.guard.runner import RailsRunner, StageResult, StreamBlocked, parse_block
+from webapp.guard.runner import RailsRunner, StageResult
 from webapp.guard.verdict import ModelCall, RailCheck, Verdict, merge_checks
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
@@ -82,14 +83,6 @@ class EmptyTurnError(ValueError):
     """The history holds no user message to answer."""
 
 
-def _with_markup_reason(result: StageResult, reason: str) -> StageResult:
-    """The markup rail's reason as seen on the whole shown reply (NeMo saw overlapping chunks)."""
-    checks = tuple(
-        dataclasses.replace(c, reason=reason) if c.name == MARKUP_RAIL and not c.blocked else c for c in result.checks
-    )
-    return dataclasses.replace(result, checks=checks)
-
-
 def _to_langchain(turn: ChatTurn) -> BaseMessage:
     if turn.role == "system":
         return SystemMessage(content=turn.content)
@@ -109,6 +102,12 @@ class _Accumulator:
     def add(self, result: StageResult) -> None:
         self.checks.extend(result.checks)
         self.calls.extend(result.model_calls)
+
+    def relabel(self, rail: str, reason: str) -> None:
+        """``rail``'s reason as seen on the whole shown reply (its checks saw overlapping chunks)."""
+        self.checks = [
+            dataclasses.replace(c, reason=reason) if c.name == rail and not c.blocked else c for c in self.checks
+        ]
 
     def verdict(self, blocked_by: StageResult | None = None) -> Verdict:
         duration = (time.perf_counter() - self.started) * 1000
@@ -210,9 +209,7 @@ class TurnGuard:
         async for event in self._stream_reply(history, params, user_text, record):
             yield event
 
-    async def _generate(
-        self, history: Sequence[ChatTurn], params: GenerationParams, out: asyncio.Queue[str | Exception | None]
-    ) -> None:
+    async def _generate(self, history: Sequence[ChatTurn], params: GenerationParams, out: TokenQueue) -> None:
         """Stream the chat model's reply to the real conversation into ``out`` (None ends it).
 
         Runs as its own task, so cancelling it cancels the request at the model (LangChain does not close the
@@ -237,74 +234,46 @@ class TurnGuard:
         self, history: Sequence[ChatTurn], params: GenerationParams, user_text: str, record: _Accumulator
     ) -> AsyncIterator[GuardEvent]:
         raw: list[str] = []
-        recorder = RailRecorder()
-        generated: asyncio.Queue[str | Exception | None] = asyncio.Queue()
-        checked: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        started = time.perf_counter()
-
-        async def model_tokens() -> AsyncIterator[str]:
-            while (item := await generated.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                raw.append(item)
-                yield item
-
-        async def check_stream() -> None:
-            # Its own task, so the recorder set here is seen by this turn's rail actions only.
-            active_recorder.set(recorder)
-            try:
-                async for item in self._runner.stream_output(user_text=user_text, tokens=model_tokens()):
-                    checked.put_nowait(("item", item))
-            except Exception as exc:
-                checked.put_nowait(("error", exc))
-            else:
-                checked.put_nowait(("end", None))
-
+        generated: TokenQueue = asyncio.Queue()
         neutraliser = MarkupNeutraliser()
         shown: list[str] = []
-        block: StreamBlocked | None = None
-        tasks = (asyncio.create_task(self._generate(history, params, generated)), asyncio.create_task(check_stream()))
+        blocked: StageResult | None = None
+        context_size = self._settings.output_context_size
+        chunks = reply_chunks(
+            generated,
+            first=min(self._settings.output_first_chunk_size, self._settings.output_chunk_size),
+            largest=self._settings.output_chunk_size,
+        )
+        producer = asyncio.create_task(self._generate(history, params, generated))
         try:
-            ended = False
-            while not ended and block is None:
-                batch = [await checked.get()]
-                # NeMo releases a checked chunk's tokens back to back: pass them on as one Delta, so the layers
-                # above (ChatService, SSE events, UI updates) work once per chunk instead of once per token.
-                while not checked.empty():
-                    batch.append(checked.get_nowait())
-                released: list[str] = []
-                failure: Exception | None = None
-                for kind, item in batch:
-                    if kind != "item":
-                        ended, failure = True, item if isinstance(item, Exception) else None
-                        break
-                    assert isinstance(item, str)
-                    block = parse_block(item)
-                    if block is not None:
-                        break
-                    released.append(neutraliser.feed(item))
-                text = "".join(released)
-                if text:
-                    shown.append(text)
-                    yield Delta(text)
-                if failure is not None:
-                    raise failure
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    context = "".join(raw[-context_size:]) if context_size else ""
+                    text = "".join(chunk)
+                    raw.extend(chunk)
+                    if self._runner.has_rails("output"):
+                        result = await self._runner.run("output", user_text=user_text, bot_text=context + text)
+                        record.add(result)
+                        if result.blocked:
+                            blocked = result
+                            break
+                    # Checked: released now, as one Delta per chunk.
+                    released = neutraliser.feed(text)
+                    if released:
+                        shown.append(released)
+                        yield Delta(released)
         finally:
             # After a block, an error or a cancellation the model must stop generating now.
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
 
-        result = self._runner.streamed_result(recorder, block, (time.perf_counter() - started) * 1000)
         if neutraliser.findings:
-            result = _with_markup_reason(result, describe(dict(neutraliser.findings)))
-        record.add(result)
-        if result.blocked:
+            record.relabel(MARKUP_RAIL, describe(dict(neutraliser.findings)))
+        if blocked is not None:
             if shown:
                 yield Retract()
-            yield TurnFinished(record.verdict(result), reply=self._refusal(result), unsafe_text="".join(raw))
+            yield TurnFinished(record.verdict(blocked), reply=self._refusal(blocked), unsafe_text="".join(raw))
             return
         tail = neutraliser.finish()
         if tail:
