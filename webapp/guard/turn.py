@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,9 +188,21 @@ class TurnGuard:
         record.add(result)
         return record.verdict(result if result.blocked else None)
 
-    async def stream_turn(self, history: Sequence[ChatTurn], params: GenerationParams) -> AsyncIterator[GuardEvent]:
+    async def check_input(self, user_text: str) -> StageResult:
+        """The input rails on a user message (a turn's first stage; see ``stream_turn``'s ``checked_input``)."""
+        return await self._runner.run("input", user_text=user_text)
+
+    async def stream_turn(
+        self,
+        history: Sequence[ChatTurn],
+        params: GenerationParams,
+        *,
+        checked_input: Awaitable[StageResult] | None = None,
+    ) -> AsyncIterator[GuardEvent]:
         """Guard one turn. Ends with exactly one TurnFinished.
 
+        ``checked_input``: ``check_input`` on the newest user message, started earlier by the caller (so the
+        rails run while the caller saves the turn); the model is called only after it passed.
         Rail failures end as a blocked verdict with stage "error"; model failures during the main generation
         propagate as the chat model's typed errors (webapp.llm.errors); cancellation stops the generation.
         """
@@ -199,7 +211,7 @@ class TurnGuard:
         user_text = history[-1].content
         record = _Accumulator()
 
-        checked_in = await self._runner.run("input", user_text=user_text)
+        checked_in = await (checked_input if checked_input is not None else self.check_input(user_text))
         record.add(checked_in)
         if checked_in.blocked:
             yield TurnFinished(record.verdict(checked_in), reply=self._refusal(checked_in), unsafe_text=user_text)

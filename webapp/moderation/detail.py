@@ -85,9 +85,7 @@ def verdict_holder(transcript: list[Message], flagged_id: int | None) -> Message
 
 
 def _history(session: Session, user_id: int) -> FlagHistory:
-    rows = session.execute(
-        select(Flag.status, func.count()).where(Flag.user_id == user_id).group_by(Flag.status)
-    ).all()
+    rows = session.execute(select(Flag.status, func.count()).where(Flag.user_id == user_id).group_by(Flag.status)).all()
     by_status = {status: 0 for status in FLAG_STATUSES} | {status: int(n) for status, n in rows}
     return FlagHistory(total=sum(by_status.values()), by_status=by_status)
 

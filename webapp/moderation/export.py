@@ -141,9 +141,7 @@ def _stream(db: Database, actor: User, filters: QueueFilter, sort: str, fmt: str
         after = page.next_cursor
 
 
-def start_export(
-    db: Database, *, actor: User, filters: QueueFilter, sort: str, fmt: str, max_flags: int
-) -> FlagExport:
+def start_export(db: Database, *, actor: User, filters: QueueFilter, sort: str, fmt: str, max_flags: int) -> FlagExport:
     """Check the role and the size, audit the export, and return its (lazy) body."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r}; expected one of: {', '.join(EXPORT_FORMATS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +36,28 @@ def resolve_api_key(session: Session, *, plaintext: str) -> ApiKey | None:
     if key is None or key.revoked_at is not None:
         return None
     return key
+
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def last_use_is_stale(key: ApiKey, *, now: datetime | None = None) -> bool:
+    """Whether ``key.last_used_at`` should be written for a use now: at most once a minute per key, so a busy
+    client's requests are read-only and do not queue on the database's write lock."""
+    last = key.last_used_at
+    if last is None:
+        return True
+    now = now or utcnow()
+    if last.tzinfo is None:  # SQLite keeps no offset; every timestamp is written in UTC
+        now = now.replace(tzinfo=None)
+    return now - last >= LAST_USED_RESOLUTION
+
+
+def touch_api_key(session: Session, *, key_id: int) -> None:
+    """Record a use of the key now."""
+    key = session.get(ApiKey, key_id)
+    if key is not None:
+        key.last_used_at = utcnow()
 
 
 def list_api_keys(session: Session, *, user: User) -> list[ApiKey]:

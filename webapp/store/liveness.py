@@ -73,4 +73,3 @@ class ProcessLease:
             self._conn.invalidate()
             self._conn.close()
             self._conn = None
-
