@@ -1,8 +1,8 @@
 """P4: opening a 1,000-message conversation, and one page of a 100,000-flag moderation queue, on SQLite
 and PostgreSQL.
 
-- `db_open_conversation_ms`: the reads the chat page makes to open a conversation (webapp/ui/chat.py
-  ``ChatPage._open_sync``): the conversation, its messages, and the user's feedback on its replies.
+- `db_open_conversation_ms`: the read the chat page makes to open a conversation (webapp/ui/chat.py
+  ``ChatPage._open_sync``): ``read_transcript``, the conversation and its messages with the user's votes.
 - `db_queue_page_ms`: the reads the moderation page makes for one queue page (webapp/ui/moderation.py
   ``ModerationPage._queue``): ``list_queue`` (50 flags, filtered by status and rail, newest first) and
   ``count_queue``. Other common views are timed too and listed.
@@ -35,9 +35,9 @@ from webapp.moderation.queue import QueueFilter, count_queue, list_queue
 from webapp.store import conversations as conv
 from webapp.store import users
 from webapp.store.engine import Database
-from webapp.store.feedback import feedback_by_message
 from webapp.store.migrate import upgrade
 from webapp.store.models import Conversation, Feedback, Flag, Message, User
+from webapp.store.transcripts import read_transcript
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 RAILS = ("check abuse input", "check jailbreak", "self check input", "check abuse output", "self check output")
@@ -144,12 +144,10 @@ def seed(db: Database, *, messages: int, flags: int, conversations: int, flag_us
 
 
 def open_conversation(db: Database, seeded: Seeded) -> int:
-    """The chat page's reads when a conversation is opened."""
+    """The chat page's read when a conversation is opened."""
     with db.read() as session:
-        conv.require_conversation(session, user=seeded.owner, conversation_id=seeded.conversation_id)
-        messages = conv.list_messages(session, user=seeded.owner, conversation_id=seeded.conversation_id)
-        feedback_by_message(session, user=seeded.owner, conversation_id=seeded.conversation_id)
-        return len(messages)
+        transcript = read_transcript(session, user=seeded.owner, conversation_id=seeded.conversation_id)
+        return len(transcript.messages)
 
 
 QUEUE_VIEWS: dict[str, tuple[QueueFilter, str]] = {
@@ -173,8 +171,9 @@ def queue_page(db: Database, seeded: Seeded, filters: QueueFilter, sort: str) ->
 
 # --- the raw baseline -------------------------------------------------------------------------------------
 
+# The same columns the chat page reads; ``->`` takes the verdict's checks on SQLite (3.38+) and PostgreSQL alike.
 RAW_OPEN = (
-    "SELECT m.id, m.seq, m.role, m.content, m.status, m.verdict, m.created_at, f.value FROM messages m "
+    "SELECT m.id, m.role, m.content, m.status, m.verdict -> 'checks', f.value FROM messages m "
     "LEFT JOIN feedback f ON f.message_id = m.id AND f.user_id = {p} "
     "WHERE m.conversation_id = {p} AND m.seq > 0 ORDER BY m.seq"
 )

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from webapp.store import conversations as conv
-from webapp.store import feedback, flags, users
+from webapp.store import feedback, flags, transcripts, users
 from webapp.store.engine import Database
 from webapp.store.errors import NotFoundError
 from webapp.store.liveness import ProcessLease
@@ -99,8 +99,15 @@ def test_recovery_interrupts_only_dead_processes_streams(database: Database) -> 
         for name, owner in (("live", live.instance_id), ("dead", dead.instance_id), ("unowned", None)):
             c = conv.create_conversation(s, user=alice, title=name)
             u = conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="hi", status="pending")
-            a = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="",
-                                    status="streaming", verdict={"stream_owner": owner} if owner else None)
+            a = conv.append_message(
+                s,
+                user=alice,
+                conversation_id=c.id,
+                role="assistant",
+                content="",
+                status="streaming",
+                verdict={"stream_owner": owner} if owner else None,
+            )
             ids[name] = (u.id, a.id)
     dead.release()  # as if the process had died
 
@@ -110,8 +117,10 @@ def test_recovery_interrupts_only_dead_processes_streams(database: Database) -> 
         with database.write() as s:
             assert conv.interrupt_streaming_messages(s, is_alive=checker.is_alive) == 2
         with database.read() as s:
-            status = {name: tuple(conv.require_message(s, user=alice, message_id=i).status for i in pair)
-                      for name, pair in ids.items()}
+            status = {
+                name: tuple(conv.require_message(s, user=alice, message_id=i).status for i in pair)
+                for name, pair in ids.items()
+            }
     finally:
         checker.release()
         live.release()
@@ -135,6 +144,7 @@ SCOPED_QUERIES: dict[str, Scenario] = {
         s, user=u, conversation_id=c, system_prompt="pwned"
     ),
     "list_messages": lambda s, u, c, m: conv.list_messages(s, user=u, conversation_id=c),
+    "read_transcript": lambda s, u, c, m: transcripts.read_transcript(s, user=u, conversation_id=c),
     "get_message": lambda s, u, c, m: conv.get_message(s, user=u, message_id=m),
     "require_message": lambda s, u, c, m: conv.require_message(s, user=u, message_id=m),
     "append_message": lambda s, u, c, m: conv.append_message(s, user=u, conversation_id=c, role="user", content="x"),

@@ -58,7 +58,7 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     settings = ui_settings(
-        tmp_path_factory.mktemp("ui-handlers"), llm_backend="ui-scripted", output_chunk_size=4, output_context_size=0
+        tmp_path_factory.mktemp("ui-handlers"), llm_backend="ui-scripted", output_chunk_size=4, output_context_size=8
     )
     upgrade(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
@@ -417,6 +417,40 @@ async def test_feedback_and_report_land_on_the_reply(harness: Harness) -> None:
     with h.db.read() as s:
         flag = s.scalars(select(Flag).where(Flag.message_id == reply_id)).one()
     assert flag.source == "user_report" and flag.reason == "It made things up"
+
+
+async def test_reopening_a_chat_shows_its_replies_and_the_users_votes(harness: Harness) -> None:
+    h = harness
+    PAGE_MODEL.reply = lambda text: f"answer to {text}"
+    cid = (await send(h, h.alice, "one"))[-1][h.page.conversation_id]
+    await send(h, h.alice, "two", cid)
+    await send(h, h.alice, "three", cid)
+    request = request_as(h.alice)
+
+    def reply_indices(updates: Updates) -> list[int]:
+        shown = chat_of(updates, h)
+        assert shown is not None
+        return [i for i, m in enumerate(shown) if m["role"] == "assistant" and "metadata" not in m]
+
+    first, second, third = reply_indices(await h.page.open_conversation(cid, request=request))
+    for index, liked in ((first, True), (second, False), (third, True)):
+        await h.page.give_feedback(
+            cid, gr.LikeData(None, {"index": index, "value": [], "liked": liked}), request=request
+        )
+    PAGE_MODEL.reply = lambda text: f"a better answer to {text}"
+    await collect(h.page.regenerate_reply(cid, *defaults(h), request=request))  # the voted third reply is replaced
+
+    await h.page.new_chat(request=request)
+    opened = await h.page.open_conversation(cid, request=request)
+    shown = chat_of(opened, h)
+    assert shown is not None
+    assert [shown[i]["content"] for i in reply_indices(opened)] == [
+        "answer to one",
+        "answer to two",
+        "a better answer to three",
+    ]
+    assert [m["content"] for m in shown if m["role"] == "user"] == ["one", "two", "three"]
+    assert opened[h.page.chatbot]["feedback_value"] == ["Like", "Dislike", None]
 
 
 # --- conversations -----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webapp.store.models import Message
+from webapp.store.transcripts import TranscriptMessage
 from webapp.ui.rendering import (
     FAILED_NOTE,
     FLAGGED_NOTE,
@@ -67,16 +67,16 @@ def test_details_list_each_rail_with_its_time() -> None:
     assert checks_details([]) is None
 
 
-def _message(id_: int, role: str, content: str, status: str = "complete", verdict: Any = None) -> Message:
-    return Message(id=id_, conversation_id=1, seq=id_, role=role, content=content, status=status, verdict=verdict)
+def _message(id_: int, role: str, content: str, status: str = "complete", checks: Any = None) -> TranscriptMessage:
+    return TranscriptMessage(id=id_, role=role, content=content, status=status, checks=checks, vote=None)
 
 
 def test_each_entry_points_at_its_stored_message() -> None:
-    checks = {"checks": [{"name": "r", "stage": "input", "duration_ms": 1.0, "blocked": False}]}
+    checks = [{"name": "r", "stage": "input", "duration_ms": 1.0, "blocked": False}]
     view = render_messages(
         [
             _message(1, "user", "hi"),
-            _message(2, "assistant", "hello", verdict=checks),
+            _message(2, "assistant", "hello", checks=checks),
             _message(3, "user", "more"),
             _message(4, "assistant", "cut", status="interrupted"),
         ]

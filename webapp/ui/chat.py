@@ -30,9 +30,10 @@ from webapp.chat.limits import LimitError
 from webapp.llm.params import GenerationParams
 from webapp.store import conversations as conv
 from webapp.store.errors import InvalidInputError, NotFoundError, StoreError
-from webapp.store.feedback import feedback_by_message, set_feedback
+from webapp.store.feedback import set_feedback
 from webapp.store.flags import report_message
 from webapp.store.models import Conversation, User
+from webapp.store.transcripts import read_transcript
 from webapp.ui.chat_inputs import chat_settings, edited_text, id_from_page
 from webapp.ui.export import export_path
 from webapp.ui.rendering import ChatView, checking_placeholder, live_reply, render_messages, safe_markdown
@@ -102,17 +103,13 @@ class ChatPage:
 
     def _open_sync(self, user: User, conversation_id: int) -> OpenedConversation:
         with self.ctx.db.read() as session:
-            conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
-            messages = conv.list_messages(session, user=user, conversation_id=conversation_id)
-            view = render_messages(messages)
-            votes = feedback_by_message(session, user=user, conversation_id=conversation_id)
-            feedback: list[str | None] = [
-                None if m.id not in votes else ("Like" if votes[m.id] > 0 else "Dislike")
-                for m in messages
-                if m.role == "assistant"
-            ]
-            streaming = any(m.status in ("pending", "streaming") for m in messages)
-            return OpenedConversation(conversation, view, feedback, streaming)
+            transcript = read_transcript(session, user=user, conversation_id=conversation_id)
+        messages = transcript.messages
+        feedback: list[str | None] = [
+            None if m.vote is None else ("Like" if m.vote > 0 else "Dislike") for m in messages if m.role == "assistant"
+        ]
+        streaming = any(m.status in ("pending", "streaming") for m in messages)
+        return OpenedConversation(transcript.conversation, render_messages(messages), feedback, streaming)
 
     async def _open(self, user: User, conversation_id: int) -> OpenedConversation:
         return await asyncio.to_thread(self._open_sync, user, conversation_id)
@@ -129,6 +126,13 @@ class ChatPage:
             conv.update_conversation_settings(
                 session, user=user, conversation_id=conversation_id, system_prompt=prompt, sampling=sampling
             )
+
+    async def _turn_settings(self, user: User, cid: int | None, panel: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+        """The settings panel checked, and saved with the conversation (when there is one yet) before a turn."""
+        prompt, sampling = chat_settings(self.settings, *panel)
+        if cid is not None:
+            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+        return prompt, sampling
 
     # --- output builders --------------------------------------------------------------------------
 
@@ -289,9 +293,8 @@ class ChatPage:
         user = await acting_user(self.ctx, request)
         try:
             cid = id_from_page(conversation_id)
-            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
-            if cid is not None:
-                await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+            panel = (system_prompt, temperature, top_p, top_k, max_new_tokens)
+            prompt, sampling = await self._turn_settings(user, cid, panel)
         except StoreError as exc:
             raise _error(exc) from None
         message = text if isinstance(text, str) else ""
@@ -319,8 +322,7 @@ class ChatPage:
             cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("there is no reply to regenerate yet")
-            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
-            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+            await self._turn_settings(user, cid, (system_prompt, temperature, top_p, top_k, max_new_tokens))
         except StoreError as exc:
             raise _error(exc) from None
 
@@ -357,8 +359,7 @@ class ChatPage:
             if edited_id is None or not user_ids or edited_id != user_ids[-1]:
                 raise InvalidInputError("only your last message can be edited and resent")
             new_text = edited_text(edit.value)
-            prompt, sampling = chat_settings(self.settings, system_prompt, temperature, top_p, top_k, max_new_tokens)
-            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+            await self._turn_settings(user, cid, (system_prompt, temperature, top_p, top_k, max_new_tokens))
         except StoreError as exc:
             raise _error(exc) from None
 

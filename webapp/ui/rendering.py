@@ -3,7 +3,7 @@
 Everything the browser renders as Markdown passes through ``safe_markdown`` first: model text (and the
 user's own text) can never become live HTML, an image fetch or a script link, whatever the rails did.
 The verdict stored on a message is read for its ``checks`` only; its blocked text and the self-check
-prompts never reach this page.
+prompts never reach this page (``read_transcript`` leaves them in the database).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.guard.markup import neutralise
-from webapp.store.models import Message
+from webapp.store.transcripts import TranscriptMessage
 
 FLAGGED_NOTE = "This turn was flagged for review."
 INTERRUPTED_NOTE = "Stopped: this reply is incomplete."
@@ -44,9 +44,11 @@ def _duration(ms: float) -> str:
 
 def checks_of(verdict: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     """The rail checks of a stored or live verdict: name, stage, duration, blocked, reason."""
-    if not verdict:
-        return []
-    checks = verdict.get("checks")
+    return rail_checks(verdict.get("checks")) if verdict else []
+
+
+def rail_checks(checks: Any) -> list[Mapping[str, Any]]:
+    """The well-formed entries of a verdict's stored ``checks`` value."""
     return [c for c in checks if isinstance(c, Mapping)] if isinstance(checks, list) else []
 
 
@@ -106,14 +108,14 @@ class ChatView:
         return self.message_ids[index] if 0 <= index < len(self.message_ids) else None
 
 
-def render_messages(messages: Sequence[Message]) -> ChatView:
+def render_messages(messages: Sequence[TranscriptMessage]) -> ChatView:
     view = ChatView()
     for message in messages:
         if message.role == "user":
             view.add({"role": "user", "content": safe_markdown(message.content)}, message.id)
         elif message.role == "assistant":
             view.add({"role": "assistant", "content": assistant_text(message.content, message.status)}, message.id)
-            details = checks_details(checks_of(message.verdict))
+            details = checks_details(rail_checks(message.checks))
             if details is not None:
                 view.add(details, message.id)
     return view
