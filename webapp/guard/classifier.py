@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -374,9 +375,11 @@ def normalise(text: str) -> str:
 class _ProfanityModel:
     """alt-profanity-check's TF-IDF vectorizer and sigmoid-calibrated linear SVMs, loaded once per process.
 
-    ``CalibratedClassifierCV.predict_proba`` spends ~7 ms per call validating its input; the same numbers
-    come from one sparse product (each fold's SVM decision value, its sigmoid, the mean over folds) in
-    ~1 ms. A test checks both agree, so a model format change in a new release is caught.
+    ``CalibratedClassifierCV.predict_proba`` spends ~7 ms per call validating its input, and even the
+    vectorizer's ``transform`` ~0.4 ms; the same numbers come from the fitted vocabulary and IDF weights
+    applied by hand (term counts × IDF, L2-normalised, as TfidfVectorizer does), then each fold's SVM
+    decision value, its sigmoid and the mean over folds, in ~0.03 ms per text. A test checks both agree, so
+    a model format change in a new release is caught.
     """
 
     _lock = threading.Lock()
@@ -390,6 +393,13 @@ class _ProfanityModel:
         folds = self.model.calibrated_classifiers_
         if list(self.model.classes_) != [0, 1] or any(len(f.calibrators) != 1 for f in folds):
             raise RuntimeError("alt-profanity-check's model is not the binary calibrated SVM this code expects")
+        vectorizer = self.vectorizer
+        settings = (vectorizer.norm, vectorizer.use_idf, vectorizer.sublinear_tf, vectorizer.binary)
+        if settings != ("l2", True, False, False):
+            raise RuntimeError(f"alt-profanity-check's vectorizer settings changed: {settings}")
+        self._analyze = vectorizer.build_analyzer()
+        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self._idf = np.asarray(vectorizer.idf_)
         self._weights = np.vstack([f.estimator.coef_.ravel() for f in folds]).T
         self._intercepts = np.array([f.estimator.intercept_[0] for f in folds])
         self._a = np.array([f.calibrators[0].a_ for f in folds])
@@ -402,8 +412,18 @@ class _ProfanityModel:
                 cls._loaded = cls()
             return cls._loaded
 
+    def _decision(self, text: str) -> np.ndarray:
+        """Each fold's SVM decision value for ``text``'s TF-IDF vector."""
+        counts = Counter(i for i in map(self._vocabulary.get, self._analyze(text)) if i is not None)
+        if not counts:
+            return self._intercepts
+        index = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * self._idf[index]
+        values /= np.sqrt(values @ values)
+        return np.asarray(values @ self._weights[index] + self._intercepts)
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        decision = self.vectorizer.transform(texts) @ self._weights + self._intercepts
+        decision = np.vstack([self._decision(text) for text in texts])
         # The calibrators' sigmoid: P(offensive) = 1 / (1 + exp(a * decision + b)), averaged over folds.
         return np.asarray((1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1))
 
