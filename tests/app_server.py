@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from webapp.api.app import create_app
 from webapp.api.context import AppContext
@@ -32,7 +33,13 @@ class RunningApp:
 
 @contextmanager
 def run_app(settings: Settings, *, with_ui: bool = True) -> Iterator[RunningApp]:
-    app = create_app(settings, with_ui=with_ui)
+    with serve_app(create_app(settings, with_ui=with_ui), settings) as running:
+        yield running
+
+
+@contextmanager
+def serve_app(app: FastAPI, settings: Settings) -> Iterator[RunningApp]:
+    """Serve an app already built from ``settings``, once its /healthz answers; stop it on exit."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

@@ -350,37 +350,35 @@ def ban_user(
     session: Session, *, actor: User, user_id: int, note: str = "", flag_id: int | None = None
 ) -> ModerationEvent:
     """Suspend an account: its sessions and API keys stop working on their next request."""
-    staff = require_staff(session, actor)
-    text = _note(note)
-    target = _target(session, user_id)
-    _may_moderate(staff, target)
-    result = session.execute(
-        update(User)
-        .where(User.id == target.id, User.banned_at.is_(None))
-        .values(banned_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConflictError(f"{target.username} is already banned{_last_by(session, target.id, 'ban')}.")
-    return record_event(session, actor=staff, action="ban", note=text, flag_id=flag_id, target_user_id=target.id)
+    return _set_banned(session, actor=actor, user_id=user_id, note=note, flag_id=flag_id, banned=True)
 
 
 def unban_user(
     session: Session, *, actor: User, user_id: int, note: str = "", flag_id: int | None = None
 ) -> ModerationEvent:
+    return _set_banned(session, actor=actor, user_id=user_id, note=note, flag_id=flag_id, banned=False)
+
+
+def _set_banned(
+    session: Session, *, actor: User, user_id: int, note: str, flag_id: int | None, banned: bool
+) -> ModerationEvent:
+    """Ban or unban with a conditional UPDATE: of two moderators doing the same, the second is told who was first."""
     staff = require_staff(session, actor)
     text = _note(note)
     target = _target(session, user_id)
     _may_moderate(staff, target)
+    action = "ban" if banned else "unban"
+    not_yet = User.banned_at.is_(None) if banned else User.banned_at.is_not(None)
     result = session.execute(
         update(User)
-        .where(User.id == target.id, User.banned_at.is_not(None))
-        .values(banned_at=None)
+        .where(User.id == target.id, not_yet)
+        .values(banned_at=utcnow() if banned else None)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConflictError(f"{target.username} is not banned{_last_by(session, target.id, 'unban')}.")
-    return record_event(session, actor=staff, action="unban", note=text, flag_id=flag_id, target_user_id=target.id)
+        state = "already banned" if banned else "not banned"
+        raise ConflictError(f"{target.username} is {state}{_last_by(session, target.id, action)}.")
+    return record_event(session, actor=staff, action=action, note=text, flag_id=flag_id, target_user_id=target.id)
 
 
 def _last_by(session: Session, target_user_id: int, action: str) -> str:

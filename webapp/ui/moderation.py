@@ -9,7 +9,7 @@ event; tests call each one as a plain user, in process and over HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -93,6 +93,8 @@ MODERATION_HANDLERS: tuple[str, ...] = (
     "load_stats",
 )
 STATS_RANGES = [("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90), ("Last 365 days", 365)]
+# The two per-day charts stand side by side: one x axis and one height, so their days line up.
+PER_DAY_AXIS: dict[str, Any] = {"x": "day", "x_title": "Day (UTC)", "x_label_angle": -45, "height": 300}
 
 Updates = dict[Block, Any]
 ButtonVariant = Literal["primary", "secondary", "stop"]
@@ -317,18 +319,36 @@ class ModerationPage:
             pass  # the queue keeps its old rows; the action itself went through
         return updates
 
+    async def _act_on_open_flag(
+        self,
+        request: gr.Request,
+        flag_id: Any,
+        applied: Any,
+        stack: Any,
+        if_none: Any,
+        act: Callable[[User, int], Awaitable[str]],
+    ) -> Updates:
+        """Run ``act`` on the open flag, then show the flag and the queue again with what it says it did."""
+        actor = await self._staff(request)
+        try:
+            fid = _id(flag_id)
+        except InvalidInputError as exc:
+            return {self.action_result: _warning(str(exc))}
+        if fid is None:
+            return {self.action_result: if_none}
+        try:
+            done = await act(actor, fid)
+        except StoreError as exc:
+            return await self._after_action(actor, fid, _warning(str(exc)), applied, stack)
+        updates = await self._after_action(actor, fid, done, applied, stack)
+        updates[self.note] = ""
+        return updates
+
     def _flag_action_handler(self, action: str) -> Handler:
         async def handler(
             flag_id: Any, version: Any, note: Any, applied: Any, stack: Any, request: gr.Request
         ) -> Updates:
-            actor = await self._staff(request)
-            try:
-                fid = _id(flag_id)
-            except InvalidInputError as exc:
-                return {self.action_result: _warning(str(exc))}
-            if fid is None:
-                return {self.action_result: _warning("open a flag first")}
-            try:
+            async def act(actor: User, fid: int) -> str:
                 await self._write(
                     act_on_flag,
                     actor=actor,
@@ -337,11 +357,9 @@ class ModerationPage:
                     note=note if isinstance(note, str) else "",
                     expected_version=_id(version, "flag version"),
                 )
-            except StoreError as exc:
-                return await self._after_action(actor, fid, _warning(str(exc)), applied, stack)
-            updates = await self._after_action(actor, fid, f"✓ Flag #{fid} {PAST_TENSE[action]}.", applied, stack)
-            updates[self.note] = ""
-            return updates
+                return f"✓ Flag #{fid} {PAST_TENSE[action]}."
+
+            return await self._act_on_open_flag(request, flag_id, applied, stack, _warning("open a flag first"), act)
 
         handler.__name__ = f"{action}_flag"
         return handler
@@ -349,23 +367,15 @@ class ModerationPage:
     async def _account_action(
         self, fn: Callable[..., Any], verb: str, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request
     ) -> Updates:
-        actor = await self._staff(request)
-        try:
-            fid = _id(flag_id)
-        except InvalidInputError as exc:
-            return {self.action_result: _warning(str(exc))}
-        if fid is None:
-            return {self.action_result: gr.update()}  # no flag open, or the moderator cancelled the confirmation
-        try:
+        async def act(actor: User, fid: int) -> str:
             detail: FlagDetail = await self._read(load_flag_detail, actor=actor, flag_id=fid)
             await self._write(
                 fn, actor=actor, user_id=detail.user_id, note=note if isinstance(note, str) else "", flag_id=fid
             )
-        except StoreError as exc:
-            return await self._after_action(actor, fid, _warning(str(exc)), applied, stack)
-        updates = await self._after_action(actor, fid, f"✓ {safe_markdown(detail.username)} {verb}.", applied, stack)
-        updates[self.note] = ""
-        return updates
+            return f"✓ {safe_markdown(detail.username)} {verb}."
+
+        # No flag open, or the moderator cancelled the confirmation: nothing to say.
+        return await self._act_on_open_flag(request, flag_id, applied, stack, gr.update(), act)
 
     async def ban_author(self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request) -> Updates:
         return await self._account_action(ban_user, "banned", flag_id, note, applied, stack, request)
@@ -661,24 +671,18 @@ class ModerationPage:
             self.stats_summary = gr.Markdown(elem_id="gc-mod-stats-summary", elem_classes="gc-inline")
         with gr.Row():
             self.flags_plot = gr.BarPlot(
-                x="day",
+                **PER_DAY_AXIS,
                 y="flags",
                 color="rail",
                 title="Flags per day by rail",
-                x_title="Day (UTC)",
-                x_label_angle=-45,
                 y_title="Flags",
-                height=300,
                 elem_id="gc-mod-plot-flags",
             )
             self.rate_plot = gr.LinePlot(
-                x="day",
+                **PER_DAY_AXIS,
                 y="block rate (%)",
                 title="Block rate: blocked replies per day",
-                x_title="Day (UTC)",
-                x_label_angle=-45,
                 y_axis_format=".1f",
-                height=300,
                 elem_id="gc-mod-plot-rate",
             )
         with gr.Row():
