@@ -120,18 +120,19 @@ class RailsRunner:
         if not self.has_rails(stage):
             return StageResult(stage=stage, checks=(), model_calls=(), content=bot_text or user_text)
 
-        async def generate() -> StageResult:
-            recorder = RailRecorder()
-            active_recorder.set(recorder)  # this task's own context: concurrent turns do not mix
-            return await self._run_actions(stage, user_text, bot_text, recorder)
-
+        recorder = RailRecorder()
+        # Set for this check only (reset below): concurrent turns and checks never share a recorder.
+        token = active_recorder.set(recorder)
         started = time.perf_counter()
         try:
-            return await asyncio.wait_for(generate(), timeout=self._backstop_s[stage])
+            async with asyncio.timeout(self._backstop_s[stage]):
+                return await self._run_actions(stage, user_text, bot_text, recorder)
         except TimeoutError:
             reason = f"{stage} rails did not finish within {self._backstop_s[stage]:g} s"
         except Exception as exc:
             reason = f"{stage} rails failed: {describe_failure(exc)}"
+        finally:
+            active_recorder.reset(token)
         return _engine_failure(stage, reason, (time.perf_counter() - started) * 1000)
 
     def _action_kwargs(

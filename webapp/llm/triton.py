@@ -114,7 +114,9 @@ class _GrpcTransport:
         try:
             while True:
                 try:
-                    result, error = await asyncio.wait_for(anext(responses), idle_timeout)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for starts a task per token.
+                    async with asyncio.timeout(idle_timeout):
+                        result, error = await anext(responses)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
