@@ -240,3 +240,36 @@ def test_streamed_text_is_saved_only_by_the_owner_and_only_while_streaming(datab
     with database.read() as s:
         final = s.get(Message, reply.id)
         assert final is not None and (final.status, final.content) == ("complete", "Once upon a time.")
+
+
+def test_an_exchange_is_appended_in_order_or_not_at_all(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice, title="Batch")
+        conv.append_message(s, user=alice, conversation_id=c.id, role="user", content="first")
+        cid = c.id
+    with database.write() as s:
+        asked, reply = conv.append_messages(
+            s,
+            user=alice,
+            conversation_id=cid,
+            messages=[
+                conv.NewMessage(role="user", content="second", status="pending"),
+                conv.NewMessage(role="assistant", content="", status="streaming"),
+            ],
+        )
+        assert (asked.seq, reply.seq) == (2, 3)
+    with pytest.raises(ValueError, match="unknown message role 'robot'"), database.write() as s:
+        conv.append_messages(
+            s,
+            user=alice,
+            conversation_id=cid,
+            messages=[conv.NewMessage(role="user", content="ok"), conv.NewMessage(role="robot", content="no")],
+        )
+    with database.read() as s:
+        saved = conv.list_messages(s, user=alice, conversation_id=cid)
+        assert [(m.seq, m.role, m.content, m.status) for m in saved] == [
+            (1, "user", "first", "complete"),
+            (2, "user", "second", "pending"),
+            (3, "assistant", "", "streaming"),
+        ]

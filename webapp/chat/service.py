@@ -46,7 +46,7 @@ from webapp.store import conversations as conv
 from webapp.store.engine import Database
 from webapp.store.errors import InvalidInputError
 from webapp.store.flags import raise_flag
-from webapp.store.models import Message, User
+from webapp.store.models import User
 
 log = logging.getLogger("guardchat.turn")
 
@@ -86,10 +86,19 @@ class _Prepared:
     params: GenerationParams
 
 
-def history_for_model(system_prompt: str, messages: Sequence[Message]) -> list[ChatTurn]:
+class MessageLike(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+def history_for_model(system_prompt: str, messages: Sequence[MessageLike]) -> list[ChatTurn]:
     """The turns the model sees: refused and failed exchanges are left out, so it never sees them again."""
     turns: list[ChatTurn] = [ChatTurn("system", system_prompt)] if system_prompt.strip() else []
-    pending_user: Message | None = None
+    pending_user: MessageLike | None = None
     for message in messages:
         if message.role == "user":
             pending_user = message if message.status in ("complete", "interrupted") else None
@@ -201,6 +210,7 @@ class ChatService:
     ) -> _Prepared:
         with self.db.write() as session:
             check_turn_allowed(session, user=user, limits=self.limits)
+            earlier = [conv.NewMessage(role=turn.role, content=turn.content) for turn in earlier_turns]
             if conversation_id is None:
                 title = content.splitlines()[0][:TITLE_CHARS] or "New chat"
                 conversation = conv.create_conversation(
@@ -210,28 +220,28 @@ class ChatService:
                     system_prompt=self.settings.system_prompt if system_prompt is None else system_prompt,
                     sampling=sampling,
                 )
+                prior: Sequence[MessageLike] = earlier  # a new conversation holds only what this request brings
             else:
                 conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
-            for turn in earlier_turns:
-                conv.append_message(
-                    session, user=user, conversation_id=conversation.id, role=turn.role, content=turn.content
-                )
+                prior = conv.list_messages(session, user=user, conversation_id=conversation.id)
             merged_sampling = {**conversation.sampling, **sampling}
             params = params_for(self.settings, merged_sampling)
-            prior = conv.list_messages(session, user=user, conversation_id=conversation.id)
             history = history_for_model(conversation.system_prompt, prior)
             history.append(ChatTurn("user", content))
-            user_msg = conv.append_message(
-                session, user=user, conversation_id=conversation.id, role="user", content=content, status="pending"
-            )
-            reply = conv.append_message(
+            *_, user_msg, reply = conv.append_messages(
                 session,
                 user=user,
                 conversation_id=conversation.id,
-                role="assistant",
-                content="",
-                status="streaming",
-                verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
+                messages=[
+                    *earlier,
+                    conv.NewMessage(role="user", content=content, status="pending"),
+                    conv.NewMessage(
+                        role="assistant",
+                        content="",
+                        status="streaming",
+                        verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
+                    ),
+                ],
             )
             return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
 

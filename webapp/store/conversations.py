@@ -5,7 +5,8 @@ Another user's conversation id behaves exactly like one that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
@@ -132,6 +133,50 @@ def require_message(session: Session, *, user: User, message_id: int) -> Message
     return message
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to append: ``append_messages`` gives it the next sequence number."""
+
+    role: str
+    content: str
+    status: str = "complete"
+    verdict: dict[str, Any] | None = None
+    tokens_in: int | None = None
+
+
+def append_messages(
+    session: Session, *, user: User, conversation_id: int, messages: Sequence[NewMessage]
+) -> list[Message]:
+    """Append ``messages`` in order, with consecutive sequence numbers, in one flush."""
+    for new in messages:
+        if new.role not in MESSAGE_ROLES:
+            raise InvalidInputError(f"unknown message role {new.role!r}; expected one of: {', '.join(MESSAGE_ROLES)}")
+        if new.status not in MESSAGE_STATUSES:
+            raise InvalidInputError(f"unknown message status {new.status!r}")
+    # Row lock on PostgreSQL so two processes appending to one conversation get distinct seq numbers;
+    # SQLite's BEGIN IMMEDIATE already serialises writers.
+    conversation = require_conversation(session, user=user, conversation_id=conversation_id, for_update=True)
+    last = session.scalar(
+        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id, Message.seq > 0)
+    )
+    rows = [
+        Message(
+            conversation_id=conversation_id,
+            seq=(last or 0) + offset,
+            role=new.role,
+            content=new.content,
+            status=new.status,
+            verdict=new.verdict,
+            tokens_in=new.tokens_in,
+        )
+        for offset, new in enumerate(messages, start=1)
+    ]
+    session.add_all(rows)
+    conversation.updated_at = utcnow()
+    session.flush()
+    return rows
+
+
 def append_message(
     session: Session,
     *,
@@ -143,28 +188,8 @@ def append_message(
     verdict: dict[str, Any] | None = None,
     tokens_in: int | None = None,
 ) -> Message:
-    if role not in MESSAGE_ROLES:
-        raise InvalidInputError(f"unknown message role {role!r}; expected one of: {', '.join(MESSAGE_ROLES)}")
-    if status not in MESSAGE_STATUSES:
-        raise InvalidInputError(f"unknown message status {status!r}")
-    # Row lock on PostgreSQL so two processes appending to one conversation get distinct seq numbers;
-    # SQLite's BEGIN IMMEDIATE already serialises writers.
-    conversation = require_conversation(session, user=user, conversation_id=conversation_id, for_update=True)
-    last = session.scalar(
-        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id, Message.seq > 0)
-    )
-    message = Message(
-        conversation_id=conversation_id,
-        seq=(last or 0) + 1,
-        role=role,
-        content=content,
-        status=status,
-        verdict=verdict,
-        tokens_in=tokens_in,
-    )
-    session.add(message)
-    conversation.updated_at = utcnow()
-    session.flush()
+    new = NewMessage(role=role, content=content, status=status, verdict=verdict, tokens_in=tokens_in)
+    [message] = append_messages(session, user=user, conversation_id=conversation_id, messages=[new])
     return message
 
 
