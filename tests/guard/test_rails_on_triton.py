@@ -35,17 +35,22 @@ def model_calls(triton_guard: TurnGuard, monkeypatch: pytest.MonkeyPatch) -> lis
     """Every call into the Triton chat model class, counted on the way to the server."""
     calls: list[str] = []
     model_class = type(triton_guard._loaded.chat_model)
-    real_stream, real_generate = model_class._astream, model_class._agenerate
+    real_stream, real_text, real_generate = model_class._astream, model_class.stream_text, model_class._agenerate
 
     def counting_stream(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("stream")
         return real_stream(self, *args, **kwargs)
+
+    def counting_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("stream")  # the main generation's streaming path
+        return real_text(self, *args, **kwargs)
 
     async def counting_generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("generate")
         return await real_generate(self, *args, **kwargs)
 
     monkeypatch.setattr(model_class, "_astream", counting_stream)
+    monkeypatch.setattr(model_class, "stream_text", counting_text)
     monkeypatch.setattr(model_class, "_agenerate", counting_generate)
     return calls
 

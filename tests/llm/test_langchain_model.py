@@ -12,7 +12,7 @@ from tests.triton_fixtures import TritonServer
 from webapp.llm.errors import PromptTooLongError
 from webapp.llm.langchain_model import TritonChatModel
 from webapp.llm.params import GenerationParams
-from webapp.llm.registry import create_chat_model
+from webapp.llm.registry import TextStreamingModel, create_chat_model
 from webapp.llm.tokens import EstimatedTokenCounter
 from webapp.llm.triton import TritonChatClient
 from webapp.settings import Settings
@@ -68,6 +68,16 @@ async def test_astream_yields_each_delta_then_usage() -> None:
     assert isinstance(merged, AIMessageChunk)
     assert merged.content == "Hello!"
     assert merged.usage_metadata is not None and merged.usage_metadata["output_tokens"] > 0
+
+
+async def test_stream_text_yields_what_astream_does_with_the_callers_sampling() -> None:
+    client = ScriptedClient()
+    model = _model(client)
+    assert isinstance(model, TextStreamingModel)  # so the guarded turn takes this path
+    deltas = [d async for d in model.stream_text(MESSAGES, temperature=0.0, top_k=1, max_new_tokens=7)]
+    assert deltas == ["Hel", "lo", "!"]
+    _, params, _ = client.calls[0]
+    assert (params.temperature, params.top_k, params.max_new_tokens) == (0.0, 1, 7)
 
 
 async def test_bind_overrides_sampling_and_stop_like_nemo_guardrails_does() -> None:
@@ -150,6 +160,8 @@ async def test_ainvoke_and_astream_through_triton_in_the_nemo_dialect(triton_ser
     chunks = [chunk async for chunk in model.astream(messages)]
     assert "".join(str(c.content) for c in chunks) == "All good, thanks for asking."
     assert len([c for c in chunks if c.content]) > 1
+    deltas = [delta async for delta in model.stream_text(messages)]
+    assert deltas == [str(c.content) for c in chunks if c.content]
     # what reached Triton is the PPO-Chat prompt, with the template's stop word
     record = triton_server.find_request("nemo2", "How are you?")
     assert record.prompt.startswith("<extra_id_0>System\nBe brief.\n<extra_id_1>User\nHow are you?")

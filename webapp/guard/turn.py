@@ -32,6 +32,7 @@ from webapp.guard.markup import MarkupNeutraliser, describe
 from webapp.guard.runner import RailsRunner, StageResult
 from webapp.guard.verdict import ModelCall, RailCheck, Verdict, merge_checks
 from webapp.llm.params import GenerationParams
+from webapp.llm.registry import TextStreamingModel
 from webapp.llm.templates import ChatTurn
 from webapp.settings import Settings
 
@@ -227,20 +228,32 @@ class TurnGuard:
         Runs as its own task, so cancelling it cancels the request at the model (LangChain does not close the
         model's stream promptly when its consumer stops reading, e.g. after a block).
         """
-        model = self._loaded.chat_model.bind(
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            max_new_tokens=params.max_new_tokens,
-        )
         try:
-            async for piece in model.astream([_to_langchain(turn) for turn in history]):
-                if isinstance(piece.content, str) and piece.content:
-                    out.put_nowait(piece.content)
+            async for delta in self._deltas(history, params):
+                if delta:
+                    out.put_nowait(delta)
         except Exception as exc:
             out.put_nowait(exc)
         else:
             out.put_nowait(None)
+
+    async def _deltas(self, history: Sequence[ChatTurn], params: GenerationParams) -> AsyncIterator[str]:
+        model = self._loaded.chat_model
+        messages = [_to_langchain(turn) for turn in history]
+        sampling = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "max_new_tokens": params.max_new_tokens,
+        }
+        if isinstance(model, TextStreamingModel):
+            async with contextlib.aclosing(model.stream_text(messages, **sampling)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
+        async for piece in model.bind(**sampling).astream(messages):
+            if isinstance(piece.content, str):
+                yield piece.content
 
     async def _stream_reply(
         self, history: Sequence[ChatTurn], params: GenerationParams, user_text: str, record: _Accumulator

@@ -229,6 +229,14 @@ class TritonChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output=self._metadata(fitted))
 
+    async def stream_text(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncGenerator[str, None]:
+        """The reply as text deltas (webapp.llm.registry.TextStreamingModel): what ``astream`` yields, minus
+        LangChain's chunk objects, run managers and callbacks, which cost ~0.1 ms per token."""
+        fitted, params, stops = self._prepare(list(messages), None, kwargs)
+        async with contextlib.aclosing(self.client.stream(fitted.text, params, stops)) as deltas:
+            async for delta in deltas:
+                yield delta
+
     async def _astream(
         self,
         messages: list[BaseMessage],

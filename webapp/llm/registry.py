@@ -6,15 +6,25 @@ models under other names and select them with ``GUARDCHAT_LLM_BACKEND``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 
 from webapp.settings import Settings
 
 ChatModelFactory = Callable[[Settings, str], BaseChatModel]
 
 _FACTORIES: dict[str, ChatModelFactory] = {}
+
+
+@runtime_checkable
+class TextStreamingModel(Protocol):
+    """A chat model that can also stream a reply as plain text deltas, without LangChain's per-chunk message
+    objects and callbacks. The guarded turn's main generation uses it when the model offers it."""
+
+    def stream_text(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncGenerator[str, None]: ...
 
 
 class UnknownBackendError(LookupError):
