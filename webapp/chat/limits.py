@@ -59,11 +59,17 @@ def clean_message(text: str, *, max_chars: int) -> str:
 
 def check_turn_allowed(session: Session, *, user: User, limits: TurnLimits) -> None:
     """Raise LimitError if ``user`` may not start a turn now. Call inside the write transaction."""
-    owned = select(Conversation.id).where(Conversation.owner_id == user.id).scalar_subquery()
     since = utcnow() - timedelta(minutes=1)
+    # A message sent in the last minute updated its conversation then too (the margin covers the moment
+    # between the two timestamps), so only the conversations touched lately are searched.
+    touched = select(Conversation.id).where(
+        Conversation.owner_id == user.id, Conversation.updated_at >= since - timedelta(seconds=5)
+    )
     recent = session.scalar(
         select(func.count(Message.id)).where(
-            Message.conversation_id.in_(owned), Message.role == "user", Message.created_at >= since
+            Message.conversation_id.in_(touched.scalar_subquery()),
+            Message.role == "user",
+            Message.created_at >= since,
         )
     )
     if (recent or 0) >= limits.rate_limit_per_minute:
@@ -73,8 +79,11 @@ def check_turn_allowed(session: Session, *, user: User, limits: TurnLimits) -> N
             limit="rate_limit_per_minute",
             retry_after_s=60,
         )
+    owned = select(Conversation.id).where(Conversation.owner_id == user.id)
     streaming = session.scalar(
-        select(func.count(Message.id)).where(Message.conversation_id.in_(owned), Message.status == "streaming")
+        select(func.count(Message.id)).where(
+            Message.status == "streaming", Message.conversation_id.in_(owned.scalar_subquery())
+        )
     )
     if (streaming or 0) >= limits.max_concurrent_streams:
         raise LimitError(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -94,6 +95,8 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_owner_recent", "owner_id", "deleted_at", "updated_at"),
         Index("ix_conversations_flag_count", "flag_count", "id"),
+        # The per-minute turn limit reads only the conversations a user touched in the last minute.
+        Index("ix_conversations_owner_updated", "owner_id", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,6 +120,14 @@ class Message(Base):
         UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
         CheckConstraint(_in("role", MESSAGE_ROLES), name="role"),
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        # Replies streaming right now: a handful of rows, read by the concurrent-streams limit on every turn
+        # and by start-up recovery.
+        Index(
+            "ix_messages_streaming",
+            "conversation_id",
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
