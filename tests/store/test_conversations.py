@@ -273,3 +273,30 @@ def test_an_exchange_is_appended_in_order_or_not_at_all(database: Database) -> N
             (2, "user", "second", "pending"),
             (3, "assistant", "", "streaming"),
         ]
+
+
+def test_a_conversation_started_with_its_first_exchange_belongs_to_its_owner_only(database: Database) -> None:
+    alice, bob = _user(database, "alice"), _user(database, "bob")
+    with database.write() as s:
+        c, rows = conv.start_conversation(
+            s,
+            user=alice,
+            title="  Fresh   start ",
+            system_prompt="Be kind.",
+            sampling={"temperature": 0.1},
+            messages=[
+                conv.NewMessage(role="user", content="hi", status="pending"),
+                conv.NewMessage(role="assistant", content="", status="streaming"),
+            ],
+        )
+        cid = c.id
+        assert [m.seq for m in rows] == [1, 2]
+    with database.read() as s:
+        saved = conv.require_conversation(s, user=alice, conversation_id=cid)
+        assert (saved.title, saved.system_prompt, saved.sampling) == ("Fresh start", "Be kind.", {"temperature": 0.1})
+        assert [(m.role, m.status) for m in conv.list_messages(s, user=alice, conversation_id=cid)] == [
+            ("user", "pending"),
+            ("assistant", "streaming"),
+        ]
+        with pytest.raises(NotFoundError, match="conversation not found"):
+            conv.list_messages(s, user=bob, conversation_id=cid)

@@ -18,6 +18,7 @@ from webapp.settings import Settings
 
 log = logging.getLogger("guardchat.server")
 LOCAL_MODEL_READY_TIMEOUT_S = 300.0
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def wants_local_model(mode: str) -> bool:
@@ -74,6 +75,10 @@ def run_server(
 
     settings.check_secure()
     configure_logging()
+    # Database work runs in worker threads beside a busy event loop; with Python's default 5 ms GIL switch
+    # interval a thread holding SQLite's write lock waited up to 5 ms for the GIL after every statement
+    # (64 streams: write transactions p90 244 ms -> 110 ms with 1 ms).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with local_model_server(settings) if wants_local_model(local_model) else _nothing():
         app = create_app(settings)
         uvicorn.run(

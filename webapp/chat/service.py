@@ -208,41 +208,40 @@ class ChatService:
         system_prompt: str | None,
         earlier_turns: Sequence[ChatTurn] = (),
     ) -> _Prepared:
+        exchange = [
+            conv.NewMessage(role="user", content=content, status="pending"),
+            conv.NewMessage(
+                role="assistant",
+                content="",
+                status="streaming",
+                verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
+            ),
+        ]
+        # A new conversation holds only what this request brings: its history needs no read.
+        earlier = [conv.NewMessage(role=turn.role, content=turn.content) for turn in earlier_turns]
+        system = self.settings.system_prompt if system_prompt is None else system_prompt
+        if conversation_id is None:
+            params = params_for(self.settings, sampling)
+            history = history_for_model(system, earlier)
         with self.db.write() as session:
             check_turn_allowed(session, user=user, limits=self.limits)
-            earlier = [conv.NewMessage(role=turn.role, content=turn.content) for turn in earlier_turns]
             if conversation_id is None:
-                title = content.splitlines()[0][:TITLE_CHARS] or "New chat"
-                conversation = conv.create_conversation(
+                conversation, rows = conv.start_conversation(
                     session,
                     user=user,
-                    title=title,
-                    system_prompt=self.settings.system_prompt if system_prompt is None else system_prompt,
+                    title=content.splitlines()[0][:TITLE_CHARS] or "New chat",
+                    system_prompt=system,
                     sampling=sampling,
+                    messages=[*earlier, *exchange],
                 )
-                prior: Sequence[MessageLike] = earlier  # a new conversation holds only what this request brings
             else:
                 conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
+                params = params_for(self.settings, {**conversation.sampling, **sampling})
                 prior = conv.list_messages(session, user=user, conversation_id=conversation.id)
-            merged_sampling = {**conversation.sampling, **sampling}
-            params = params_for(self.settings, merged_sampling)
-            history = history_for_model(conversation.system_prompt, prior)
+                history = history_for_model(conversation.system_prompt, prior)
+                rows = conv.append_messages(session, user=user, conversation_id=conversation.id, messages=exchange)
             history.append(ChatTurn("user", content))
-            *_, user_msg, reply = conv.append_messages(
-                session,
-                user=user,
-                conversation_id=conversation.id,
-                messages=[
-                    *earlier,
-                    conv.NewMessage(role="user", content=content, status="pending"),
-                    conv.NewMessage(
-                        role="assistant",
-                        content="",
-                        status="streaming",
-                        verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
-                    ),
-                ],
-            )
+            *_, user_msg, reply = rows
             return _Prepared(conversation.id, user_msg.id, reply.id, history, params)
 
     async def _run(

@@ -144,15 +144,19 @@ class NewMessage:
     tokens_in: int | None = None
 
 
-def append_messages(
-    session: Session, *, user: User, conversation_id: int, messages: Sequence[NewMessage]
-) -> list[Message]:
-    """Append ``messages`` in order, with consecutive sequence numbers, in one flush."""
+def _check_new(messages: Sequence[NewMessage]) -> None:
     for new in messages:
         if new.role not in MESSAGE_ROLES:
             raise InvalidInputError(f"unknown message role {new.role!r}; expected one of: {', '.join(MESSAGE_ROLES)}")
         if new.status not in MESSAGE_STATUSES:
             raise InvalidInputError(f"unknown message status {new.status!r}")
+
+
+def append_messages(
+    session: Session, *, user: User, conversation_id: int, messages: Sequence[NewMessage]
+) -> list[Message]:
+    """Append ``messages`` in order, with consecutive sequence numbers, in one flush."""
+    _check_new(messages)
     # Row lock on PostgreSQL so two processes appending to one conversation get distinct seq numbers;
     # SQLite's BEGIN IMMEDIATE already serialises writers.
     conversation = require_conversation(session, user=user, conversation_id=conversation_id, for_update=True)
@@ -175,6 +179,38 @@ def append_messages(
     conversation.updated_at = utcnow()
     session.flush()
     return rows
+
+
+def start_conversation(
+    session: Session,
+    *,
+    user: User,
+    title: str,
+    system_prompt: str,
+    sampling: dict[str, Any],
+    messages: Sequence[NewMessage],
+) -> tuple[Conversation, list[Message]]:
+    """A new conversation of ``user`` holding ``messages`` (seq 1, 2, …), written in one flush: nothing else
+    can see it yet, so it needs no lock and no sequence lookup."""
+    _check_new(messages)
+    conversation = Conversation(
+        owner_id=user.id, title=_title(title), system_prompt=system_prompt, sampling=dict(sampling)
+    )
+    rows = [
+        Message(
+            conversation=conversation,
+            seq=seq,
+            role=new.role,
+            content=new.content,
+            status=new.status,
+            verdict=new.verdict,
+            tokens_in=new.tokens_in,
+        )
+        for seq, new in enumerate(messages, start=1)
+    ]
+    session.add_all([conversation, *rows])
+    session.flush()
+    return conversation, rows
 
 
 def append_message(
