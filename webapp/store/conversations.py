@@ -152,6 +152,22 @@ def _check_new(messages: Sequence[NewMessage]) -> None:
             raise InvalidInputError(f"unknown message status {new.status!r}")
 
 
+def _rows(messages: Sequence[NewMessage], *, after_seq: int, **conversation: Any) -> list[Message]:
+    """Message rows numbered after ``after_seq``; ``conversation`` links them (its id or its object)."""
+    return [
+        Message(
+            seq=after_seq + offset,
+            role=new.role,
+            content=new.content,
+            status=new.status,
+            verdict=new.verdict,
+            tokens_in=new.tokens_in,
+            **conversation,
+        )
+        for offset, new in enumerate(messages, start=1)
+    ]
+
+
 def append_messages(
     session: Session, *, user: User, conversation_id: int, messages: Sequence[NewMessage]
 ) -> list[Message]:
@@ -163,18 +179,7 @@ def append_messages(
     last = session.scalar(
         select(func.max(Message.seq)).where(Message.conversation_id == conversation_id, Message.seq > 0)
     )
-    rows = [
-        Message(
-            conversation_id=conversation_id,
-            seq=(last or 0) + offset,
-            role=new.role,
-            content=new.content,
-            status=new.status,
-            verdict=new.verdict,
-            tokens_in=new.tokens_in,
-        )
-        for offset, new in enumerate(messages, start=1)
-    ]
+    rows = _rows(messages, after_seq=last or 0, conversation_id=conversation_id)
     session.add_all(rows)
     conversation.updated_at = utcnow()
     session.flush()
@@ -196,18 +201,7 @@ def start_conversation(
     conversation = Conversation(
         owner_id=user.id, title=_title(title), system_prompt=system_prompt, sampling=dict(sampling)
     )
-    rows = [
-        Message(
-            conversation=conversation,
-            seq=seq,
-            role=new.role,
-            content=new.content,
-            status=new.status,
-            verdict=new.verdict,
-            tokens_in=new.tokens_in,
-        )
-        for seq, new in enumerate(messages, start=1)
-    ]
+    rows = _rows(messages, after_seq=0, conversation=conversation)
     session.add_all([conversation, *rows])
     session.flush()
     return conversation, rows
