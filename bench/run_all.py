@@ -66,7 +66,7 @@ def rails_report(triton: Triton, *, quick: bool) -> Report:
             "",
             f"turn with rails {rails_total.p50:.0f} ms",
             f"same stream, no rails {base_total.p50:.0f} ms",
-            f"rail actions' own compute: {compute.p50:.1f} ms; the rest is NeMo's engine and chunking",
+            f"rail actions' own compute: {compute.p50:.1f} ms; the rest is the rails runner and chunking",
         )
     ]
     for name in rails[0].per_rail_ms:

@@ -222,7 +222,7 @@ def smollm2_report(workdir: Path, *, quick: bool) -> Report:
     result.title = "P1 on the local SmolLM2 (realistic run)"
     result.details += (
         "\n\nSmolLM2 runs on the same 2 CPU cores as everything else, so its own speed varies from reply to "
-        "reply by more than GuardChat's own work: the two sides' times to token 32 are separate generations."
+        "reply by more than GuardChat's own work: the two sides' times to the first token are separate generations."
     )
     return result
 
