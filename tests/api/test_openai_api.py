@@ -208,6 +208,7 @@ def test_limits_return_documented_codes_and_save_nothing(app: RunningApp) -> Non
         url, headers={**headers, "Content-Type": "application/json"}, content=b"[" + b"1," * 20000 + b"1]"
     )
     assert huge.status_code == 413 and "GUARDCHAT_MAX_BODY_BYTES" in huge.json()["error"]["message"]
+    assert len(huge.headers["X-Request-Id"]) == 32  # refused before reading, still traceable in the logs
 
     bad_json = httpx.post(url, headers={**headers, "Content-Type": "application/json"}, content=b"{not json")
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]["message"]
@@ -255,3 +256,17 @@ def test_metrics_count_a_block_under_its_rail(app: RunningApp) -> None:
     )
     assert float(line.rsplit(" ", 1)[1]) >= 1
     assert "guardchat_turns_total" in metrics and "guardchat_time_to_first_token_seconds" in metrics
+
+
+def test_every_response_carries_the_request_id_it_was_logged_under(app: RunningApp) -> None:
+    _, key = make_key(app, "alice")
+    headers = {"Authorization": f"Bearer {key}", "X-Request-Id": "trace-42"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "Tell me about tea"}], "stream": True}
+    with httpx.stream("POST", f"{app.url}/v1/chat/completions", headers=headers, json=body) as streamed:
+        assert streamed.headers["X-Request-Id"] == "trace-42"
+        assert "data: [DONE]" in "".join(streamed.iter_text())
+    fresh = httpx.get(f"{app.url}/healthz")
+    other = httpx.get(f"{app.url}/healthz")
+    assert len(fresh.headers["X-Request-Id"]) == 32 and fresh.headers["X-Request-Id"] != other.headers["X-Request-Id"]
+    metrics = httpx.get(f"{app.url}/metrics").text
+    assert 'guardchat_http_requests_total{route="/v1/chat/completions",status="200"}' in metrics

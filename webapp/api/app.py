@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
@@ -17,12 +16,11 @@ from webapp.api.auth import build_auth_router, ensure_initial_admin
 from webapp.api.body_limit import BodyLimitMiddleware
 from webapp.api.context import AppContext
 from webapp.api.loop_lag import LoopLagProbe
-from webapp.api.openai_compat import build_openai_router, error_response
-from webapp.chat import metrics
+from webapp.api.openai_compat import build_openai_router
+from webapp.api.request_context import RequestContextMiddleware
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
 from webapp.llm.triton import TritonChatClient
-from webapp.logs import request_id_var
 from webapp.settings import Settings
 from webapp.store import conversations
 from webapp.store.engine import Database
@@ -86,28 +84,7 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
     app.include_router(build_openai_router(ctx))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def limits_and_request_ids(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        request.state.request_id = request_id
-        token = request_id_var.set(request_id)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return error_response(
-                413,
-                f"request body is larger than {settings.max_body_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)",
-                "invalid_request_error",
-                "body_too_large",
-            )
-        try:
-            response = await call_next(request)
-        finally:
-            request_id_var.reset(token)
-        response.headers["X-Request-Id"] = request_id
-        route = request.scope.get("route")
-        path = getattr(route, "path", None) or ("/gradio" if request.url.path.startswith("/gradio") else "other")
-        metrics.HTTP_REQUESTS.labels(path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

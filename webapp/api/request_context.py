@@ -1,0 +1,69 @@
+"""Per-request context for every route (API, sign-in, Gradio): a request id, the declared body size, a metric.
+
+A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs the app
+in another task and pipes every chunk of a streamed response through a memory stream, which cost the
+streaming API a few percent of the app's CPU (bench/, P3).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from webapp.api.openai_compat import error_response
+from webapp.chat import metrics
+from webapp.logs import request_id_var
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class RequestContextMiddleware:
+    """Echoes ``X-Request-Id`` (or a new one) and logs under it; refuses a declared body over ``max_bytes``
+    with 413 before reading it; counts responses by route and status."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        token = request_id_var.set(request_id)
+        try:
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                refusal = error_response(
+                    413,
+                    f"request body is larger than {self.max_body_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)",
+                    "invalid_request_error",
+                    "body_too_large",
+                )
+                await refusal(scope, receive, send_with_id)
+                return
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+            metrics.HTTP_REQUESTS.labels(_route_label(scope), str(status)).inc()
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    return "/gradio" if str(scope.get("path", "")).startswith("/gradio") else "other"
