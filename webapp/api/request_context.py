@@ -7,6 +7,7 @@ streaming API a few percent of the app's CPU (bench/, P3).
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -17,6 +18,7 @@ from webapp.chat import metrics
 from webapp.logs import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-Id"
+log = logging.getLogger("guardchat.http")
 
 
 class RequestContextMiddleware:
@@ -35,12 +37,15 @@ class RequestContextMiddleware:
         request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        started = ended = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started, ended
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                ended = True
             await send(message)
 
         token = request_id_var.set(request_id)
@@ -55,7 +60,15 @@ class RequestContextMiddleware:
                 )
                 await refusal(scope, receive, send_with_id)
                 return
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                if not started or ended:
+                    raise  # the error handler outside answers 500
+                # Too late for an error status (e.g. a route failing mid-stream): log it under the request id
+                # and end the body, so the client sees the response end rather than a broken connection.
+                log.exception("the response failed after it started")
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             request_id_var.reset(token)
             metrics.HTTP_REQUESTS.labels(_route_label(scope), str(status)).inc()
