@@ -1,7 +1,9 @@
 """Sessions: sign-in, sign-out, sign-up, and who is acting on every request.
 
-The session cookie (signed, HttpOnly, SameSite=Lax) only holds a user id; every request re-reads
-the user, so a ban or a role change takes effect on the next click in every app process.
+The session cookie (signed, HttpOnly, SameSite=Lax) only holds a user id and the user's session epoch at
+sign-in; every request re-reads the user, so a ban or a role change takes effect on the next click in every
+app process, and signing out (or a new password, or a ban) raises the epoch, which ends every session the
+user had, including copies of the cookie.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from webapp.store.models import User
 
 log = logging.getLogger("guardchat.auth")
 SESSION_USER_KEY = "uid"
+SESSION_EPOCH_KEY = "epoch"
 INITIAL_ADMIN_FILE = "initial-admin-password.txt"
 
 
@@ -40,10 +43,30 @@ def load_session_user(db: Database, session: dict[str, Any]) -> User | None:
         return None
     with db.read() as s:
         user = users.get_user(s, user_id=user_id)
-    if user is None or user.is_banned:
+    if user is None or user.is_banned or session.get(SESSION_EPOCH_KEY, 0) != user.session_epoch:
         session.clear()
         return None
     return user
+
+
+def sign_in(session: dict[str, Any], user: User) -> None:
+    """Start a fresh session for ``user`` (never reuse the previous one's contents)."""
+    session.clear()
+    session[SESSION_USER_KEY] = user.id
+    session[SESSION_EPOCH_KEY] = user.session_epoch
+
+
+def end_sessions(db: Database, session: dict[str, Any]) -> None:
+    """Sign out: this session and every other session of its user, on every device. A session that had
+    already ended (an old copy of a cookie) ends nothing else."""
+    user_id, epoch = session.get(SESSION_USER_KEY), session.get(SESSION_EPOCH_KEY, 0)
+    session.clear()
+    if not isinstance(user_id, int):
+        return
+    with db.write() as s:
+        user = users.get_user(s, user_id=user_id)
+        if user is not None and user.session_epoch == epoch:
+            users.end_sessions(s, user=user)
 
 
 async def request_user(ctx: AppContext, request: Request) -> User | None:
@@ -142,8 +165,7 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
                 open_signup=ctx.settings.open_signup,
                 status=401,
             )
-        request.session.clear()
-        request.session[SESSION_USER_KEY] = user.id
+        sign_in(request.session, user)
         return RedirectResponse("/", status_code=303)
 
     @router.get("/signup", include_in_schema=False)
@@ -165,13 +187,16 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
             user = await asyncio.to_thread(create)
         except StoreError as exc:
             return _page(signup=True, error=str(exc), status=400)
-        request.session.clear()
-        request.session[SESSION_USER_KEY] = user.id
+        sign_in(request.session, user)
         return RedirectResponse("/", status_code=303)
 
     @router.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
     async def logout(request: Request) -> Response:
-        request.session.clear()
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            # Another site linking here signs this browser out, not the user's other devices.
+            request.session.clear()
+        else:
+            await asyncio.to_thread(end_sessions, ctx.db, request.session)
         return RedirectResponse("/login", status_code=303)
 
     return router

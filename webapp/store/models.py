@@ -65,6 +65,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     banned_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Written into each session cookie at sign-in; raising it (sign-out, new password, ban) ends every
+    # session signed in before, on every device, although the signed cookies themselves stay valid.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_banned(self) -> bool:

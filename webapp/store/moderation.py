@@ -372,7 +372,11 @@ def _set_banned(
     result = session.execute(
         update(User)
         .where(User.id == target.id, not_yet)
-        .values(banned_at=utcnow() if banned else None)
+        .values(
+            banned_at=utcnow() if banned else None,
+            # A ban ends the user's sessions for good: unbanning does not revive them.
+            session_epoch=User.session_epoch + (1 if banned else 0),
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

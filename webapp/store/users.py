@@ -100,10 +100,16 @@ def set_role(session: Session, *, user: User, role: str) -> User:
     return user
 
 
+def end_sessions(session: Session, *, user: User) -> User:
+    """End every browser session ``user`` has signed in (webapp.api.auth checks the epoch on each request)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+    return user
+
+
 def ban_user(session: Session, *, user: User) -> User:
     if user.banned_at is None:
         user.banned_at = utcnow()
-    return user
+    return end_sessions(session, user=user)
 
 
 def unban_user(session: Session, *, user: User) -> User:
@@ -113,4 +119,4 @@ def unban_user(session: Session, *, user: User) -> User:
 
 def set_password(session: Session, *, user: User, password: str) -> User:
     user.password_hash = hash_password(validate_password(password))
-    return user
+    return end_sessions(session, user=user)
