@@ -84,7 +84,7 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
     app.include_router(build_openai_router(ctx))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

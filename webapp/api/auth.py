@@ -56,7 +56,7 @@ def sign_in(session: dict[str, Any], user: User) -> None:
     session[SESSION_EPOCH_KEY] = user.session_epoch
 
 
-def end_sessions(db: Database, session: dict[str, Any]) -> None:
+def sign_out(db: Database, session: dict[str, Any]) -> None:
     """Sign out: this session and every other session of its user, on every device. A session that had
     already ended (an old copy of a cookie) ends nothing else."""
     user_id, epoch = session.get(SESSION_USER_KEY), session.get(SESSION_EPOCH_KEY, 0)
@@ -196,7 +196,7 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
             # Another site linking here signs this browser out, not the user's other devices.
             request.session.clear()
         else:
-            await asyncio.to_thread(end_sessions, ctx.db, request.session)
+            await asyncio.to_thread(sign_out, ctx.db, request.session)
         return RedirectResponse("/login", status_code=303)
 
     return router

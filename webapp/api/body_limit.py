@@ -1,13 +1,14 @@
 """Refuse request bodies over GUARDCHAT_MAX_BODY_BYTES as they stream in, not after they are buffered.
 
-A Content-Length header is checked up front (webapp.api.app); a body sent without one (chunked) is counted
-here, message by message, so a client cannot make any route (the API, Gradio's queue, uploads) hold an
-unbounded body in memory. Reading past the limit raises BodyTooLargeError, an HTTP 413 that the routes'
-exception handlers answer; if nothing answered yet, this middleware does.
+A declared Content-Length over the limit is refused before anything is read; a body sent without one
+(chunked) is counted message by message, so a client cannot make any route (the API, Gradio's queue,
+uploads) hold an unbounded body in memory. Reading past the limit raises BodyTooLargeError, an HTTP 413 that
+the routes' exception handlers answer; if nothing answered yet, this middleware does.
 """
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _refusal(BodyTooLargeError(self.max_bytes))(scope, receive, send)
             return
         received = 0
         started = False
@@ -50,5 +55,9 @@ class BodyLimitMiddleware:
         except BodyTooLargeError as exc:
             if started:
                 raise
-            body = {"error": {"message": exc.detail, "type": "invalid_request_error", "code": "body_too_large"}}
-            await JSONResponse(body, status_code=413)(scope, receive, send)
+            await _refusal(exc)(scope, receive, send)
+
+
+def _refusal(exc: BodyTooLargeError) -> JSONResponse:
+    error = {"message": exc.detail, "type": "invalid_request_error", "param": None, "code": "body_too_large"}
+    return JSONResponse({"error": error}, status_code=413)

@@ -1,4 +1,4 @@
-"""Per-request context for every route (API, sign-in, Gradio): a request id, the declared body size, a metric.
+"""Per-request context for every route (API, sign-in, Gradio): a request id and a metric.
 
 A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs the app
 in another task and pipes every chunk of a streamed response through a memory stream, which cost the
@@ -13,7 +13,6 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webapp.api.openai_compat import error_response
 from webapp.chat import metrics
 from webapp.logs import request_id_var
 
@@ -22,12 +21,10 @@ log = logging.getLogger("guardchat.http")
 
 
 class RequestContextMiddleware:
-    """Echoes ``X-Request-Id`` (or a new one) and logs under it; refuses a declared body over ``max_bytes``
-    with 413 before reading it; counts responses by route and status."""
+    """Echoes ``X-Request-Id`` (or a new one) and logs under it; counts responses by route and status."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,25 +47,14 @@ class RequestContextMiddleware:
 
         token = request_id_var.set(request_id)
         try:
-            length = headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                refusal = error_response(
-                    413,
-                    f"request body is larger than {self.max_body_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)",
-                    "invalid_request_error",
-                    "body_too_large",
-                )
-                await refusal(scope, receive, send_with_id)
-                return
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                if not started or ended:
-                    raise  # the error handler outside answers 500
-                # Too late for an error status (e.g. a route failing mid-stream): log it under the request id
-                # and end the body, so the client sees the response end rather than a broken connection.
-                log.exception("the response failed after it started")
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if not started or ended:
+                raise  # the error handler outside answers 500
+            # Too late for an error status (e.g. a route failing mid-stream): log it under the request id and
+            # end the body, so the client sees the response end rather than a broken connection.
+            log.exception("the response failed after it started")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             request_id_var.reset(token)
             metrics.HTTP_REQUESTS.labels(_route_label(scope), str(status)).inc()

@@ -217,10 +217,10 @@ class ChatService:
                 verdict={"stream_owner": self.instance_id} if self.instance_id is not None else None,
             ),
         ]
-        # A new conversation holds only what this request brings: its history needs no read.
-        earlier = [conv.NewMessage(role=turn.role, content=turn.content) for turn in earlier_turns]
-        system = self.settings.system_prompt if system_prompt is None else system_prompt
         if conversation_id is None:
+            # A new conversation holds only what this request brings: its history needs no read.
+            earlier = [conv.NewMessage(role=turn.role, content=turn.content) for turn in earlier_turns]
+            system = self.settings.system_prompt if system_prompt is None else system_prompt
             params = params_for(self.settings, sampling)
             history = history_for_model(system, earlier)
         with self.db.write() as session:
