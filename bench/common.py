@@ -3,6 +3,7 @@ the machine description and the shape of a reported figure."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -280,6 +281,25 @@ def app_env(triton: Triton, model: str, data_dir: Path, port: int, settings: Map
     )
     env.update({f"GUARDCHAT_{key.upper()}": value for key, value in settings.items()})
     return env
+
+
+def bench_args(doc: str | None, help_text: str, argv: Sequence[str] | None = None, **extra: str) -> Any:
+    """A benchmark's command line: ``--quick`` (a smoke run) plus ``extra`` boolean flags (name -> help)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=help_text)
+    for name, text in extra.items():
+        parser.add_argument(f"--{name}", action="store_true", help=text)
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def synthetic_stack(quick: bool, workdir: Path, *, users: int = 1) -> Iterator[tuple[Triton, App]]:
+    """The synthetic Triton (quick or full timing) and a GuardChat app on it, in ``workdir``."""
+    with (
+        triton_server(QUICK_TIMING if quick else FULL_TIMING, workdir) as triton,
+        guardchat_app(triton, workdir, users=users) as app,
+    ):
+        yield triton, app
 
 
 def seed_api_users(db_url: str, count: int) -> list[str]:

@@ -14,7 +14,6 @@ ratio pessimistic compared with Triton on its own GPU server.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -23,9 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
-    FULL_TIMING,
     PROMPT,
-    QUICK_TIMING,
     SYNTHETIC_MODEL,
     App,
     Dist,
@@ -37,11 +34,11 @@ from bench.common import (
     Triton,
     api_client,
     api_turn,
+    bench_args,
     chatml_prompt,
     cpu_seconds,
-    guardchat_app,
     rss_mb,
-    triton_server,
+    synthetic_stack,
 )
 
 STREAMS = 64
@@ -196,16 +193,9 @@ async def run(triton: Triton, app: App, *, quick: bool) -> tuple[Report, LoadRes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="8 streams, one reply each (a smoke run)")
-    args = parser.parse_args(argv)
-    timing = QUICK_TIMING if args.quick else FULL_TIMING
+    args = bench_args(__doc__, "8 streams, one reply each (a smoke run)", argv)
     with tempfile.TemporaryDirectory(prefix="guardchat-bench-") as tmp:
-        workdir = Path(tmp)
-        with (
-            triton_server(timing, workdir) as triton,
-            guardchat_app(triton, workdir, users=STREAMS) as app,
-        ):
+        with synthetic_stack(args.quick, Path(tmp), users=STREAMS) as (triton, app):
             print(asyncio.run(run(triton, app, quick=args.quick))[0].markdown())
     return 0
 

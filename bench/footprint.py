@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import subprocess
 import sys
@@ -19,14 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import (
-    FULL_TIMING,
-    QUICK_TIMING,
     ROOT,
     App,
     Figure,
     Report,
-    guardchat_app,
-    triton_server,
+    bench_args,
+    synthetic_stack,
 )
 from bench.concurrency import STREAMS, LoadResult
 from bench.concurrency import run as run_load
@@ -72,15 +69,9 @@ def report(app: App, load: LoadResult, imports_s: float | None) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="8 streams instead of 64 (a smoke run)")
-    args = parser.parse_args(argv)
+    args = bench_args(__doc__, "8 streams instead of 64 (a smoke run)", argv)
     with tempfile.TemporaryDirectory(prefix="guardchat-bench-") as tmp:
-        workdir = Path(tmp)
-        with (
-            triton_server(QUICK_TIMING if args.quick else FULL_TIMING, workdir) as triton,
-            guardchat_app(triton, workdir, users=STREAMS) as app,
-        ):
+        with synthetic_stack(args.quick, Path(tmp), users=STREAMS) as (triton, app):
             _, load = asyncio.run(run_load(triton, app, quick=args.quick))
         print(report(app, load, None if args.quick else import_seconds()).markdown())
     return 0

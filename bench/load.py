@@ -273,8 +273,7 @@ class LoadResult:
         lines = [
             f"## Load: {self.users} users × {self.turns} turns (streaming API, SQLite)",
             "",
-            f"{self.timing.describe()}. Machine: {Machine.now().markdown()}. App ready after "
-            f"{self.app_ready_s:.1f} s.",
+            f"{self.timing.describe()}. Machine: {Machine.now().markdown()}. App ready after {self.app_ready_s:.1f} s.",
             "",
             "| measure | GuardChat | raw Triton (same run) |",
             "|---|---|---|",

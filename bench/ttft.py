@@ -16,7 +16,6 @@ GuardChat's own work.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 from collections.abc import Sequence
@@ -24,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
-    FULL_TIMING,
     PROMPT,
-    QUICK_TIMING,
     SMOLLM2_MODEL,
     SYNTHETIC_MODEL,
     App,
@@ -38,9 +35,11 @@ from bench.common import (
     Triton,
     api_client,
     api_turn,
+    bench_args,
     chatml_prompt,
     cpu_seconds,
     guardchat_app,
+    synthetic_stack,
     triton_server,
 )
 from webapp.settings import Settings
@@ -228,17 +227,12 @@ def smollm2_report(workdir: Path, *, quick: bool) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few samples, short replies (a smoke run)")
-    parser.add_argument("--smollm2", action="store_true", help="also run on the local SmolLM2")
-    args = parser.parse_args(argv)
-    timing = QUICK_TIMING if args.quick else FULL_TIMING
+    args = bench_args(
+        __doc__, "few samples, short replies (a smoke run)", argv, smollm2="also run on the local SmolLM2"
+    )
     with tempfile.TemporaryDirectory(prefix="guardchat-bench-") as tmp:
         workdir = Path(tmp)
-        with (
-            triton_server(timing, workdir) as triton,
-            guardchat_app(triton, workdir) as app,
-        ):
+        with synthetic_stack(args.quick, workdir) as (triton, app):
             print(asyncio.run(run(triton, app, quick=args.quick)).markdown())
         if args.smollm2:
             print(smollm2_report(workdir, quick=args.quick).markdown())

@@ -13,7 +13,6 @@ input self check and the last chunk's output check cannot overlap anything.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -35,6 +34,7 @@ from bench.common import (
     RawTriton,
     Report,
     Triton,
+    bench_args,
     chatml_prompt,
     triton_server,
 )
@@ -175,9 +175,7 @@ async def run(triton: Triton, workdir: Path, *, quick: bool) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few turns (a smoke run)")
-    args = parser.parse_args(argv)
+    args = bench_args(__doc__, "a few turns (a smoke run)", argv)
     with tempfile.TemporaryDirectory(prefix="guardchat-bench-") as tmp:
         workdir = Path(tmp)
         with triton_server(QUICK_TIMING if args.quick else FULL_TIMING, workdir) as triton:
