@@ -14,7 +14,7 @@ from webapp.settings import reset_settings_cache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.db_fixtures", "tests.triton_fixtures"]
+pytest_plugins = ["tests.db_fixtures", "tests.triton_fixtures", "tests.browser_fixtures"]
 
 
 @pytest.fixture(autouse=True)

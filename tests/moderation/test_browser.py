@@ -8,30 +8,19 @@ the same flag, and finds the action in the audit log. The second moderator's Dis
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browser_fixtures import CHROMIUM
 from tests.moderation.conftest import StaffApp
 from tests.moderation.queue_seed import PASSWORD
 from webapp.store.models import Flag
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 TIMEOUT_MS = 30_000  # generous: a loaded CI machine renders slowly, and nothing here is a timing check
 expect.set_options(timeout=TIMEOUT_MS)
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def signed_in_page(browser: Browser, staff_app: StaffApp, username: str, dialogs: list[str]) -> Page:

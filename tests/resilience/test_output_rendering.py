@@ -7,11 +7,9 @@ script running three ways, and a control at the start proves each detector fires
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -23,7 +21,6 @@ from tests.app_server import RunningApp, run_app
 from tests.conftest import PROJECT_ROOT
 from tests.guard.scripted_model import SCRIPT
 from tests.resilience.chat_api import PASSWORD, create_user_with_key
-from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store.migrate import upgrade
@@ -85,18 +82,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         create_user_with_key(running.ctx.db, "alice")
         yield running
     TurnGuard.clear_cache()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def watched_page(browser: Any, app: RunningApp, watch: Watch) -> Any:

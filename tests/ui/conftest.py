@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,14 +21,6 @@ from webapp.store import users
 from webapp.store.migrate import upgrade
 from webapp.store.models import User
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "password123"
 
 
@@ -74,18 +65,6 @@ def signed_in(app: RunningApp, username: str) -> Iterator[httpx.Client]:
         response = client.post("/login", data={"username": username, "password": PASSWORD})
         assert response.status_code == 303 and response.headers["location"] == "/", response.text
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def sign_in(page: Any, base_url: str, username: str) -> None:
