@@ -45,7 +45,6 @@ class StageResult:
     model_calls: tuple[ModelCall, ...]
     blocking: RailCheck | None = None
     failed: bool = False  # the blocking rail could not decide (crash, timeout, unreachable model)
-    content: str = ""  # the text after the rails (output rails may rewrite it)
 
     @property
     def blocked(self) -> bool:
@@ -118,7 +117,7 @@ class RailsRunner:
     async def run(self, stage: Stage, *, user_text: str, bot_text: str | None = None) -> StageResult:
         """Run all rails of ``stage`` on one text."""
         if not self.has_rails(stage):
-            return StageResult(stage=stage, checks=(), model_calls=(), content=bot_text or user_text)
+            return StageResult(stage=stage, checks=(), model_calls=())
 
         recorder = RailRecorder()
         # Set for this check only (reset below): concurrent turns and checks never share a recorder.
@@ -206,9 +205,8 @@ class RailsRunner:
 
         checks = self.checks_from_records(stage, recorder)
         calls = tuple(call for record in recorder.records for call in record.model_calls)
-        content = user_text if stage == "input" else bot_text or ""
         if blocking is None:
-            return StageResult(stage=stage, checks=checks, model_calls=calls, content=content)
+            return StageResult(stage=stage, checks=checks, model_calls=calls)
         check = next((c for c in checks if c.name == blocking and c.blocked), None)
         if check is None:  # the action returned nothing NeMo could read as a verdict
             check = RailCheck(
@@ -222,6 +220,4 @@ class RailsRunner:
             checks = (*checks, check)
         outcome = outcomes[blocking]
         failed = outcome is None or outcome.failed
-        return StageResult(
-            stage=stage, checks=checks, model_calls=calls, blocking=check, failed=failed, content=content
-        )
+        return StageResult(stage=stage, checks=checks, model_calls=calls, blocking=check, failed=failed)
