@@ -15,9 +15,11 @@ from nemoguardrails.actions import action
 from nemoguardrails.actions.rail_outcome import RailOutcome, TransformTarget
 
 from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.conversation import NO_CONTEXT, ConversationContext
 from webapp.guard.harm import HarmfulRequestDetector
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.markup import describe, neutralise
+from webapp.guard.safety import SafetyFinding, SafetyModels
 from webapp.settings import get_settings
 
 
@@ -74,6 +76,57 @@ async def check_harmful_request(
     if finding is not None:
         return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "category": finding.category})
     return RailOutcome.allow(metadata={"score": 0.0})
+
+
+@lru_cache(maxsize=1)
+def _default_safety() -> SafetyModels:
+    from webapp.guard.loader import build_safety_models
+
+    classifier = _default_classifier()
+    return build_safety_models(get_settings(), classifier, _default_detector())
+
+
+def _outcome(finding: SafetyFinding | None, score: float | None = None) -> RailOutcome:
+    if finding is not None:
+        return RailOutcome.block(
+            reason=finding.reason, metadata={"score": finding.score, "category": finding.category, "part": finding.part}
+        )
+    return RailOutcome.allow(metadata={"score": score} if score is not None else {})
+
+
+@action(name="check_request_safety")
+async def check_request_safety(
+    text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
+) -> RailOutcome:
+    """The learned harmful-request and jailbreak classifier on the new message."""
+    return _outcome(*(safety_models or _default_safety()).judge_request(text or ""))
+
+
+@action(name="check_conversation")
+async def check_conversation(
+    text: str | None = None,
+    conversation: ConversationContext | None = None,
+    safety_models: SafetyModels | None = None,
+    **_: Any,
+) -> RailOutcome:
+    """The system prompt, the recent user turns with the new message, and client-sent assistant turns."""
+    context = conversation if isinstance(conversation, ConversationContext) else NO_CONTEXT
+    if context.empty:
+        return RailOutcome.allow()
+    return _outcome((safety_models or _default_safety()).check_conversation(text or "", context))
+
+
+@action(name="check_language")
+async def check_language(text: str | None = None, safety_models: SafetyModels | None = None, **_: Any) -> RailOutcome:
+    return _outcome((safety_models or _default_safety()).check_language(text or ""))
+
+
+@action(name="check_reply_safety")
+async def check_reply_safety(
+    text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
+) -> RailOutcome:
+    """The learned harmful-content classifier on the reply (each streamed chunk with its context)."""
+    return _outcome(*(safety_models or _default_safety()).judge_reply(text or ""))
 
 
 @action(name="neutralise_markup")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -123,6 +124,15 @@ def cmd_model_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rails_train(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.guard.training import train
+
+    summary = train(settings.rails_dir / "eval", settings.rails_dir / "models")
+    for name, record in summary.items():
+        print(f"{name}: {json.dumps(record, sort_keys=True)}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -188,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--synthetic-ttft-ms", type=float, default=300.0)
     ms.add_argument("--synthetic-itl-ms", type=float, default=25.0)
     ms.set_defaults(handler=cmd_model_serve)
+
+    rl = sub.add_parser("rails", help="the learned rails").add_subparsers(dest="rails_command", required=True)
+    rl.add_parser(
+        "train", help="fit the learned rails on rails/eval (train split) and write rails/models and rails/eval/split"
+    ).set_defaults(handler=cmd_rails_train)
 
     ev = sub.add_parser("eval", help="run JSONL prompt files through the rails")
     ev.add_argument("files", nargs="+", help='JSONL files of {"text": ..., "should_refuse": true|false}')

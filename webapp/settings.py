@@ -80,6 +80,36 @@ class Settings(BaseSettings):
     toxicity_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
+    harmful_request_threshold: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Learned rail: probability of a harm category at or above which a request is blocked.",
+    )
+    jailbreak_threshold: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Learned rail: probability of jailbreak or prompt injection at or above which a message is "
+        "blocked.",
+    )
+    harmful_reply_threshold: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="Learned rail: probability of harmful content at or above which a reply chunk is blocked.",
+    )
+    input_window_turns: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="Earlier user turns checked together with each new message (a payload split over turns).",
+    )
+    unsupported_language: Literal["", "block", "allow"] = Field(
+        "",
+        description="Messages in languages the rails were not measured on (not en, fr, de, es, it, pt, nl): "
+        "block or allow. Empty blocks in production and allows in development.",
+    )
     content_safety_model: str = Field(
         "", description="Triton model name of a content-safety guard (Llama Guard). Empty disables it."
     )
@@ -164,6 +194,12 @@ class Settings(BaseSettings):
         if self.self_check_rails is not None:
             return self.self_check_rails
         return not (self.guard_model.startswith("smollm2") or self.triton_model.startswith("synthetic"))
+
+    @property
+    def block_unsupported_languages(self) -> bool:
+        if self.unsupported_language:
+            return self.unsupported_language == "block"
+        return self.environment == "production"
 
     @property
     def guard_model(self) -> str:

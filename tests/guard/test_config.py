@@ -24,8 +24,15 @@ async def _finish(guard: TurnGuard, text: str) -> TurnFinished:
 
 def test_self_check_rails_are_switched_off_by_settings() -> None:
     config = build_config(scripted_settings(self_check_rails=False))
-    assert config.rails.input.flows == ["check abuse input", "check jailbreak", "check harmful request"]
-    assert config.rails.output.flows == ["check abuse output", "neutralise markup"]
+    assert config.rails.input.flows == [
+        "check language",
+        "check abuse input",
+        "check jailbreak",
+        "check harmful request",
+        "check request safety",
+        "check conversation",
+    ]
+    assert config.rails.output.flows == ["check abuse output", "check reply safety", "neutralise markup"]
 
 
 def test_a_missing_rails_directory_is_a_clear_error(tmp_path: Path) -> None:

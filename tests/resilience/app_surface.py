@@ -85,7 +85,7 @@ def surface(app: FastAPI) -> list[Endpoint]:
 class _NoGuard:
     """Enough of a guard to build the pages; enumeration never runs a turn."""
 
-    def check_input(self, user_text: str) -> Any:
+    def check_input(self, user_text: str, conversation: Any = None) -> Any:
         raise RuntimeError("the surface app does not chat")
 
     def stream_turn(self, history: Sequence[ChatTurn], params: GenerationParams, **_: Any) -> Any:

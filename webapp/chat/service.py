@@ -28,6 +28,7 @@ from webapp.chat.events import (
     TurnStatus,
 )
 from webapp.chat.limits import TurnLimits, check_turn_allowed, clean_message
+from webapp.guard.conversation import ConversationContext
 from webapp.guard.runner import StageResult
 from webapp.guard.turn import Delta, InputPassed, Retract, TurnFinished
 from webapp.guard.verdict import Verdict
@@ -66,7 +67,9 @@ def describe_model_failure(exc: LLMError) -> tuple[str, str]:
 
 
 class TurnGuardLike(Protocol):
-    def check_input(self, user_text: str) -> Awaitable[StageResult]: ...
+    def check_input(
+        self, user_text: str, conversation: ConversationContext | None = None
+    ) -> Awaitable[StageResult]: ...
 
     def stream_turn(
         self,
@@ -160,8 +163,11 @@ class ChatService:
             raise InvalidInputError("send either earlier turns or a conversation id, not both")
         for turn in earlier_turns:
             clean_message(turn.content, max_chars=self.limits.max_message_chars)
-        # The input rails need only the message: they run while the turn is saved (the model waits for both).
-        checked_input = asyncio.ensure_future(self.guard.check_input(content))
+        # The input rails need the message and what the model sees with it (system prompt, recent user turns,
+        # client-sent assistant turns): they run while the turn is saved (the model waits for both).
+        checked_input = asyncio.ensure_future(
+            self._check_input(user, content, conversation_id, system_prompt, earlier_turns)
+        )
         try:
             prepared = await asyncio.to_thread(
                 self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
@@ -173,6 +179,41 @@ class ChatService:
                     yield event
         finally:
             checked_input.cancel()
+
+    async def _check_input(
+        self,
+        user: User,
+        content: str,
+        conversation_id: int | None,
+        system_prompt: str | None,
+        earlier_turns: Sequence[ChatTurn],
+    ) -> StageResult:
+        window = self.settings.input_window_turns
+        if conversation_id is None:
+            # Everything here came from the client: an operator's default system prompt is not checked.
+            context = ConversationContext.from_turns(
+                system_prompt=system_prompt or "",
+                turns=[(t.role, t.content) for t in earlier_turns],
+                window_turns=window,
+                assistant_turns_are_client_sent=True,
+            )
+        else:
+            context = await asyncio.to_thread(self._stored_context, user, conversation_id)
+        return await self.guard.check_input(content, context)
+
+    def _stored_context(self, user: User, conversation_id: int) -> ConversationContext:
+        """A stored conversation's system prompt and its recent user turns (the model wrote its replies)."""
+        with self.db.read() as session:
+            conversation = conv.get_conversation(session, user=user, conversation_id=conversation_id)
+            if conversation is None:
+                return ConversationContext()  # _prepare reports the unknown conversation
+            recent = conv.recent_user_messages(
+                session, user=user, conversation_id=conversation_id, limit=self.settings.input_window_turns
+            )
+            return ConversationContext(
+                system_prompt=conversation.system_prompt.strip(),
+                earlier_user_turns=tuple(m.content for m in recent),
+            )
 
     async def regenerate(self, *, user: User, conversation_id: int) -> AsyncGenerator[ChatEvent, None]:
         """Replace the last reply: the last user message is sent again."""

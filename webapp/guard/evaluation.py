@@ -34,6 +34,7 @@ class EvalCase:
     should_refuse: bool
     category: str
     source: str  # file:line
+    reply: str | None = None  # a case with a reply: the output rails judge it, streamed through the chunk path
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,27 @@ class EvalReport:
                 samples[f"{check.name} ({check.stage})"].append(check.duration_ms)
         return {name: (_percentile(v, 50), _percentile(v, 95), len(v)) for name, v in sorted(samples.items())}
 
-    def by_category(self) -> dict[str, tuple[int, int, bool]]:
-        """category -> (refused, total, should_refuse)."""
-        table: dict[str, list[int]] = {}
-        expected: dict[str, bool] = {}
+    def rail_precision_recall(self) -> dict[str, tuple[int, int, int, int]]:
+        """rail -> (true blocks, false blocks, should-refuse cases, benign cases); a block is counted for the
+        rail that decided the verdict."""
+        positives = len(self.should_refuse)
+        negatives = len(self.benign)
+        table: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for result in self.results:
+            if result.refused and result.verdict is not None and result.verdict.rail:
+                table[result.verdict.rail][0 if result.case.should_refuse else 1] += 1
+        return {rail: (tp, fp, positives, negatives) for rail, (tp, fp) in sorted(table.items())}
+
+    def by_category(self) -> dict[tuple[str, bool], tuple[int, int]]:
+        """(category, should_refuse) -> (refused, total)."""
+        table: dict[tuple[str, bool], list[int]] = {}
         for result in self.results:
             if result.verdict is None:
                 continue
-            counts = table.setdefault(result.case.category, [0, 0])
+            counts = table.setdefault((result.case.category, result.case.should_refuse), [0, 0])
             counts[0] += result.refused
             counts[1] += 1
-            expected[result.case.category] = result.case.should_refuse
-        return {c: (n[0], n[1], expected[c]) for c, n in sorted(table.items())}
+        return {key: (n[0], n[1]) for key, n in sorted(table.items())}
 
 
 def _percentile(values: Sequence[float], pct: int) -> float:
@@ -129,12 +139,16 @@ def load_cases(paths: Sequence[Path]) -> list[EvalCase]:
                 raise EvalFileError(f'{where}: expected an object with a string "text"')
             if not isinstance(data.get("should_refuse"), bool):
                 raise EvalFileError(f'{where}: "should_refuse" must be true or false')
+            reply = data.get("reply")
+            if reply is not None and not isinstance(reply, str):
+                raise EvalFileError(f'{where}: "reply" must be a string')
             cases.append(
                 EvalCase(
                     text=data["text"],
                     should_refuse=data["should_refuse"],
                     category=str(data.get("category", "uncategorised")),
                     source=where,
+                    reply=reply,
                 )
             )
     if not cases:
@@ -153,6 +167,8 @@ async def run_eval_async(
 
     async def evaluate(case: EvalCase) -> EvalResult:
         async with limit:
+            if case.reply is not None:
+                return EvalResult(case, (await guard.replay_reply(case.text, case.reply)).verdict)
             if not full_turn:
                 return EvalResult(case, await guard.check_text(case.text, "input"))
             try:
@@ -193,13 +209,18 @@ def format_report(report: EvalReport) -> str:
         f"({sum(r.refused for r in benign)}/{len(benign)}) |",
         f"| turns without a verdict (model errors) | {len(report.errors)} |",
         "",
-        "| category | refused | total | expected |",
-        "|---|---|---|---|",
+        "| category | expected | refused | total | rate |",
+        "|---|---|---|---|---|",
     ]
-    for category, (refused, total, should) in report.by_category().items():
-        lines.append(f"| {category} | {refused} | {total} | {'refuse' if should else 'answer'} |")
-    lines += ["", "| rail | blocks |", "|---|---|"]
-    lines += [f"| {rail} | {count} |" for rail, count in report.rail_hits().most_common()]
+    for (category, should), (refused, total) in report.by_category().items():
+        lines.append(
+            f"| {category} | {'refuse' if should else 'answer'} | {refused} | {total} | {refused / total:.1%} |"
+        )
+    lines += ["", "| rail | blocks | precision | recall (share of should-refuse it blocked) |", "|---|---|---|---|"]
+    for rail, (tp, fp, positives, _negatives) in report.rail_precision_recall().items():
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / positives if positives else 0.0
+        lines.append(f"| {rail} | {tp + fp} | {precision:.1%} ({tp}/{tp + fp}) | {recall:.1%} ({tp}/{positives}) |")
     lines += ["", "| rail (stage) | p50 ms | p95 ms | turns |", "|---|---|---|---|"]
     for rail, (p50, p95, n) in report.rail_latency_ms().items():
         lines.append(f"| {rail} | {p50:.2f} | {p95:.2f} | {n} |")

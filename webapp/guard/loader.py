@@ -23,6 +23,7 @@ from nemoguardrails.rails.llm.utils import get_action_details_from_flow_id
 from webapp.guard.classifier import ToxicityClassifier
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.recorder import ActionRecord, active_recorder
+from webapp.guard.safety import SafetyModels, Thresholds
 from webapp.guard.verdict import ModelCall
 from webapp.llm.registry import create_chat_model
 from webapp.settings import Settings
@@ -37,6 +38,10 @@ RAIL_ACTIONS = (
     "check_abuse",
     "check_jailbreak",
     "check_harmful_request",
+    "check_request_safety",
+    "check_conversation",
+    "check_language",
+    "check_reply_safety",
     "neutralise_markup",
     "self_check_input",
     "self_check_output",
@@ -168,6 +173,24 @@ def build_config(settings: Settings) -> RailsConfig:
     return config
 
 
+LEARNED_ACTIONS = ("check_request_safety", "check_conversation", "check_language", "check_reply_safety")
+
+
+def build_safety_models(settings: Settings, abuse: ToxicityClassifier, injection: InjectionDetector) -> SafetyModels:
+    """The learned rails' models (rails/models/*.npz over the packaged sentence encoder)."""
+    return SafetyModels(
+        models_dir=settings.rails_dir / "models",
+        thresholds=Thresholds(
+            harmful_request=settings.harmful_request_threshold,
+            jailbreak=settings.jailbreak_threshold,
+            harmful_reply=settings.harmful_reply_threshold,
+        ),
+        block_unsupported_languages=settings.block_unsupported_languages,
+        abuse=abuse,
+        injection=injection,
+    )
+
+
 @dataclass(frozen=True)
 class LoadedRails:
     rails: LLMRails
@@ -193,8 +216,16 @@ def load_rails(settings: Settings) -> LoadedRails:
         "check_abuse": {"abuse_classifier": classifier},
         "check_jailbreak": {"injection_detector": detector},
     }
-
     dispatcher = rails.runtime.action_dispatcher
+    flow_actions = {
+        flow: get_action_details_from_flow_id(flow, rails.config.flows)[0]
+        for flow in (*config.rails.input.flows, *config.rails.output.flows)
+    }
+    if set(LEARNED_ACTIONS) & set(flow_actions.values()):
+        # Loaded now, not in the first turn: a missing model stops start-up with its package and file named.
+        safety = build_safety_models(settings, classifier, detector)
+        inject.update({name: {"safety_models": safety} for name in LEARNED_ACTIONS})
+
     for name in RAIL_ACTIONS:
         action = dispatcher.get_action(name)
         if action is None:
@@ -206,8 +237,5 @@ def load_rails(settings: Settings) -> LoadedRails:
         abuse_classifier=classifier,
         input_flows=tuple(config.rails.input.flows),
         output_flows=tuple(config.rails.output.flows),
-        flow_actions={
-            flow: get_action_details_from_flow_id(flow, rails.config.flows)[0]
-            for flow in (*config.rails.input.flows, *config.rails.output.flows)
-        },
+        flow_actions=flow_actions,
     )

@@ -29,6 +29,7 @@ from nemoguardrails.actions.rail_outcome import RailOutcome
 from nemoguardrails.colang.v1_0.runtime.flows import _get_flow_params
 from nemoguardrails.rails.llm.utils import get_action_details_from_flow_id
 
+from webapp.guard.conversation import NO_CONTEXT, ConversationContext
 from webapp.guard.loader import describe_failure
 from webapp.guard.recorder import ActionRecord, RailRecorder, active_recorder
 from webapp.guard.verdict import ModelCall, RailCheck, Stage
@@ -114,8 +115,15 @@ class RailsRunner:
             )
         return tuple(checks)
 
-    async def run(self, stage: Stage, *, user_text: str, bot_text: str | None = None) -> StageResult:
-        """Run all rails of ``stage`` on one text."""
+    async def run(
+        self,
+        stage: Stage,
+        *,
+        user_text: str,
+        bot_text: str | None = None,
+        conversation: ConversationContext | None = None,
+    ) -> StageResult:
+        """Run all rails of ``stage`` on one text (and, for input rails, the conversation around it)."""
         if not self.has_rails(stage):
             return StageResult(stage=stage, checks=(), model_calls=())
 
@@ -125,7 +133,7 @@ class RailsRunner:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._backstop_s[stage]):
-                return await self._run_actions(stage, user_text, bot_text, recorder)
+                return await self._run_actions(stage, user_text, bot_text, conversation, recorder)
         except TimeoutError:
             reason = f"{stage} rails did not finish within {self._backstop_s[stage]:g} s"
         except Exception as exc:
@@ -135,7 +143,14 @@ class RailsRunner:
         return _engine_failure(stage, reason, (time.perf_counter() - started) * 1000)
 
     def _action_kwargs(
-        self, stage: Stage, flow: str, action: str, params: Mapping[str, Any], user_text: str, bot_text: str | None
+        self,
+        stage: Stage,
+        flow: str,
+        action: str,
+        params: Mapping[str, Any],
+        user_text: str,
+        bot_text: str | None,
+        conversation: ConversationContext | None,
     ) -> dict[str, Any]:
         """What NeMo passes a rail action (Colang runtime ``_process_start_action``; streaming engine
         ``_prepare_params``): the flow's own parameters with $variables resolved, plus the special and
@@ -143,7 +158,7 @@ class RailsRunner:
         runtime = self._rails.runtime
         context: dict[str, Any] = {"user_message": user_text, "last_user_message": user_text}
         if stage == "input":
-            context["triggered_input_rail"] = flow
+            context.update(triggered_input_rail=flow, conversation=conversation or NO_CONTEXT)
         else:
             context.update(bot_message=bot_text or "", last_bot_message=bot_text or "", triggered_output_rail=flow)
         context.update(_get_flow_params(flow))
@@ -167,7 +182,12 @@ class RailsRunner:
         return bool((rails.input if stage == "input" else rails.output).parallel)
 
     async def _run_actions(
-        self, stage: Stage, user_text: str, bot_text: str | None, recorder: RailRecorder
+        self,
+        stage: Stage,
+        user_text: str,
+        bot_text: str | None,
+        conversation: ConversationContext | None,
+        recorder: RailRecorder,
     ) -> StageResult:
         """Every rail action of ``stage``; the first outcome that blocks (or no outcome: fail closed) stops."""
         flows = list(self._flows[stage])
@@ -175,7 +195,7 @@ class RailsRunner:
 
         async def run_flow(flow: str) -> str:
             action, params = get_action_details_from_flow_id(flow, self._rails.config.flows)
-            kwargs = self._action_kwargs(stage, flow, action, params, user_text, bot_text)
+            kwargs = self._action_kwargs(stage, flow, action, params, user_text, bot_text, conversation)
             result, status = await self._rails.runtime.action_dispatcher.execute_action(action, kwargs)
             outcomes[flow] = result if status == "success" and isinstance(result, RailOutcome) else None
             return flow

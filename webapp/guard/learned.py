@@ -1,0 +1,175 @@
+"""Learned rails: a small neural head over sentence embeddings, one for requests and one for replies.
+
+Each head is trained by ``guardchat rails train`` (webapp/guard/training.py) on the sets listed, with their
+origin and licence, in rails/eval/README.md, and saved as ``rails/models/<name>.npz``: the weights, the
+class labels ("safe" plus the content-safety categories) and the training record. Inference is two matrix
+products in numpy.
+
+A text is read twice when obfuscation was undone (as written, and deobfuscated) and, when long, also in
+windows of a few sentences, so one harmful sentence inside a long harmless text is not averaged away. The
+highest unsafe probability counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from webapp.guard.encoder import ClassifierLoadError, SentenceEncoder, shared_encoder
+from webapp.guard.normalise import deobfuscate
+
+SAFE = "safe"
+# The content-safety taxonomy (after Llama Guard 3 and NemoGuard content safety) plus the attack families.
+HARM_CATEGORIES = (
+    "violence",
+    "weapons",
+    "cbrn",
+    "self_harm",
+    "sexual",
+    "drugs",
+    "criminal_planning",
+    "fraud",
+    "hate",
+    "harassment",
+    "privacy",
+    "malware",
+    "misinformation",
+    "extremism",
+    "toxicity",
+)
+ATTACK_CATEGORIES = ("jailbreak", "prompt_injection")
+_SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
+WINDOW_WORDS = 60  # texts longer than this are also read in windows of about this many words
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a head made of one text: the unsafe probability by family, and the likeliest category."""
+
+    unsafe: float  # 1 - P(safe)
+    harm: float  # probability mass on the harm categories
+    attack: float  # probability mass on jailbreak and prompt injection
+    category: str  # likeliest unsafe category
+    read_as: str  # "as written", "deobfuscated" or "window N"
+
+
+def windows(text: str, words: int = WINDOW_WORDS) -> list[str]:
+    """Consecutive pieces of about ``words`` words, cut at sentence ends (none when the text is short)."""
+    if len(text.split()) <= words:
+        return []
+    pieces: list[str] = []
+    for sentence in _SENTENCE.split(text):
+        tokens = sentence.split()
+        pieces.extend(" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words))
+    out: list[str] = []
+    current: list[str] = []
+    count = 0
+    for piece in pieces:
+        current.append(piece)
+        count += len(piece.split())
+        if count >= words:
+            out.append(" ".join(current))
+            current, count = [], 0
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
+class LearnedHead:
+    """A multilayer perceptron (ReLU hidden layers, softmax output) stored as an npz file."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                self.labels: tuple[str, ...] = tuple(str(x) for x in data["labels"])
+                layers = int(data["layers"])
+                self._weights = [np.asarray(data[f"W{i}"], dtype=np.float32) for i in range(layers)]
+                self._biases = [np.asarray(data[f"b{i}"], dtype=np.float32) for i in range(layers)]
+                self.record: dict[str, object] = json.loads(str(data["record"]))
+        except FileNotFoundError:
+            raise ClassifierLoadError(f"learned rail model {path} is missing; run `guardchat rails train`") from None
+        except Exception as exc:
+            raise ClassifierLoadError(
+                f"learned rail model {path} could not be read: {type(exc).__name__}: {exc}"
+            ) from exc
+        if SAFE not in self.labels:
+            raise ClassifierLoadError(f"learned rail model {path} has no '{SAFE}' class")
+        self._safe = self.labels.index(SAFE)
+        self._harm = [i for i, label in enumerate(self.labels) if label in HARM_CATEGORIES]
+        self._attack = [i for i, label in enumerate(self.labels) if label in ATTACK_CATEGORIES]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        h = x
+        for w, b in zip(self._weights[:-1], self._biases[:-1], strict=True):
+            h = np.maximum(h @ w + b, 0.0)
+        logits = h @ self._weights[-1] + self._biases[-1]
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+    def assess_rows(self, probs: np.ndarray, read_as: Sequence[str]) -> Assessment:
+        """The reading with the highest unsafe probability."""
+        unsafe = 1.0 - probs[:, self._safe]
+        best = int(np.argmax(unsafe))
+        row = probs[best]
+        masked = row.copy()
+        masked[self._safe] = -1.0
+        return Assessment(
+            unsafe=float(unsafe[best]),
+            harm=float(row[self._harm].sum()) if self._harm else 0.0,
+            attack=float(row[self._attack].sum()) if self._attack else 0.0,
+            category=self.labels[int(np.argmax(masked))],
+            read_as=read_as[best],
+        )
+
+
+class LearnedClassifier:
+    """Encoder + head: ``assess(text)`` reads the text every way described in the module docstring."""
+
+    def __init__(self, head: LearnedHead, encoder: SentenceEncoder) -> None:
+        self.head = head
+        self._encoder = encoder
+
+    @classmethod
+    def load(cls, path: Path, encoder: SentenceEncoder | None = None) -> LearnedClassifier:
+        return cls(LearnedHead(path), encoder or shared_encoder())
+
+    @staticmethod
+    def readings(text: str) -> tuple[list[str], list[str]]:
+        """The texts to embed and how each reads ``text``."""
+        texts, labels = [text], ["as written"]
+        plain = deobfuscate(text)
+        if plain != text:
+            texts.append(plain)
+            labels.append("deobfuscated")
+        for i, window in enumerate(windows(plain), start=1):
+            texts.append(window)
+            labels.append(f"window {i}")
+        return texts, labels
+
+    def assess(self, text: str) -> Assessment:
+        texts, labels = self.readings(text)
+        return self.head.assess_rows(self.head.probabilities(self._encoder.embed(texts)), labels)
+
+    def assess_many(self, texts: Sequence[str]) -> list[Assessment]:
+        """``assess`` for several texts in one embedding batch."""
+        plan = [self.readings(t) for t in texts]
+        flat = [t for readings, _ in plan for t in readings]
+        probs = self.head.probabilities(self._encoder.embed(flat)) if flat else np.zeros((0, len(self.head.labels)))
+        out, start = [], 0
+        for readings, labels in plan:
+            out.append(self.head.assess_rows(probs[start : start + len(readings)], labels))
+            start += len(readings)
+        return out
+
+
+def describe(assessment: Assessment, family: str, part: str | None = None) -> str:
+    """A moderator-facing reason: the category, the score, how the text was read and which part it was."""
+    where = f"{part}: " if part else ""
+    how = "" if assessment.read_as == "as written" else f", {assessment.read_as}"
+    return f"{where}{family} ({assessment.category.replace('_', ' ')}, score {assessment.unsafe:.2f}{how})"

