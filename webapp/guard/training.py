@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ class Example:
     text: str  # the user's message (or system prompt)
     reply: str | None  # the assistant's reply, for reply examples
     label: str  # "safe" or a category
+    category: str  # the topic, for benign look-alikes too
     lang: str
     role: str
     source: str  # file name
@@ -76,6 +77,7 @@ def read_examples(path: Path) -> list[Example]:
                 text=row["text"],
                 reply=row.get("reply"),
                 label=label,
+                category=category or label,
                 lang=row.get("lang", "en"),
                 role=row.get("role", "user"),
                 source=path.name,
@@ -108,7 +110,7 @@ def write_split_files(eval_dir: Path, splits: dict[Split, list[Example]]) -> lis
                     "text": e.text,
                     **({"reply": e.reply} if e.reply is not None else {}),
                     "should_refuse": e.label != SAFE,
-                    "category": e.label,
+                    "category": e.category,
                     "lang": e.lang,
                     **({"role": e.role} if e.role != "user" else {}),
                     "source": e.source,
@@ -215,10 +217,3 @@ def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = No
         head.save(models_dir / f"{name}.npz", record)
         summary[name] = record
     return summary
-
-
-def iter_jsonl(paths: Iterable[Path]) -> Iterable[dict[str, object]]:
-    for path in paths:
-        for line in path.read_text("utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
