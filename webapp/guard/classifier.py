@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import re
 import threading
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from webapp.guard.normalise import deobfuscate
+
 _SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
-_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
-_LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "!": "i"})
-_MASKED_WORD = re.compile(r"\b[a-z][a-z*#@$!0-9._-]{2,}[a-z*#]\b", re.IGNORECASE)
-_SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){3,}[a-z]\b", re.IGNORECASE)
-_MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 
 _PERSON = (
     r"(?:roommate|room mate|neighbou?r|wife|husband|boss|manager|teacher|brother|sister|mom|mum|mother|dad|father|"
@@ -355,21 +351,8 @@ class ToxicityResult:
 
 
 def normalise(text: str) -> str:
-    """Undo common obfuscation so both the model and the patterns see plain words."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _ZERO_WIDTH.sub("", text)
-
-    def unmask(match: re.Match[str]) -> str:
-        word = match.group(0)
-        lowered = word.lower()
-        if lowered in _MASK_FILL:
-            return _MASK_FILL[lowered]
-        if any(ch.isalpha() for ch in word) and any(not ch.isalpha() for ch in word):
-            return lowered.translate(_LEET).replace("*", "").replace(".", "").replace("-", "").replace("_", "")
-        return word
-
-    text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
-    return _MASKED_WORD.sub(unmask, text)
+    """Undo common obfuscation so both the model and the patterns see plain words (the one normaliser)."""
+    return deobfuscate(text)
 
 
 class _ProfanityModel:

@@ -10,13 +10,12 @@ Encoded payloads (see payloads.py) are decoded and checked again, by these patte
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from webapp.guard.normalise import deobfuscate
 from webapp.guard.payloads import decoded_payloads
 
-_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 _LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
 _LEET_WORD = re.compile(r"\b(?=[a-z@$0-9]*[a-z])(?=[a-z@$0-9]*[@$0-9])[a-z@$0-9]{3,}\b")
 
@@ -237,8 +236,7 @@ class InjectionFinding:
 
 
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text)
-    text = _ZERO_WIDTH.sub("", text).replace("\u2019", "'")
+    text = deobfuscate(text).replace("\u2019", "'")
     return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text.lower())
 
 
