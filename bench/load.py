@@ -53,7 +53,7 @@ LOCK_ERROR = "database is locked"
 
 
 def user_text(user: int, turn: int) -> str:
-    return f"User {user}, turn {turn}: tell me about foxes and dogs."
+    return f"Tell me about foxes and dogs (part {turn} for reader {user})."
 
 
 # --- one user's conversation -------------------------------------------------------------------------------

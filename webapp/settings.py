@@ -84,20 +84,22 @@ class Settings(BaseSettings):
         0.85,
         ge=0.0,
         le=1.0,
-        description="Learned rail: probability of a harm category at or above which a request is blocked.",
+        description="Learned rail: probability of a harm category at or above which a request is blocked. "
+        "1 switches it off.",
     )
     jailbreak_threshold: float = Field(
         0.85,
         ge=0.0,
         le=1.0,
         description="Learned rail: probability of jailbreak or prompt injection at or above which a message is "
-        "blocked.",
+        "blocked. 1 switches it off.",
     )
     harmful_reply_threshold: float = Field(
         0.8,
         ge=0.0,
         le=1.0,
-        description="Learned rail: probability of harmful content at or above which a reply chunk is blocked.",
+        description="Learned rail: probability of harmful content at or above which a reply chunk is blocked. "
+        "1 switches it off.",
     )
     input_window_turns: int = Field(
         4,

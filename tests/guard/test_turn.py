@@ -154,7 +154,7 @@ async def test_first_chunk_is_one_token_then_chunks_double(guard: TurnGuard, scr
 async def test_block_mid_stream_retracts_and_never_yields_the_blocked_chunk(script: Script) -> None:
     # The learned reply rail is switched off here: it refuses this repeated fairy tale on its own (a known
     # false refusal, rails/eval/README.md), and this test is about where the abuse rail's block falls.
-    guard = TurnGuard.load(scripted_settings(harmful_reply_threshold=1.0))
+    guard = TurnGuard.load(scripted_settings(harmful_reply_threshold=1.0))  # 1 switches the rail off
     reply = BENIGN_STORY + TOXIC_SENTENCE + BENIGN_STORY
     script.reply = lambda user: reply
     script.token_delay_s = 0.002  # a model slower than the rails, as real ones are

@@ -32,6 +32,12 @@ def app_settings(triton: TritonServer, database_url: str, **extra: object) -> di
         "triton_model": MODEL,
         "prompt_template": "nemo-chat",
         "self_check_rails": "false",
+        # The scripted directives ("{{reply:...}}", "{{tokens:400}}" -> "w0 w1 ...") are not text anyone writes,
+        # and the learned rails refuse some of them (a false refusal on out-of-distribution text, listed in
+        # rails/eval/README.md); these tests are about crashes, so the learned rails are off (threshold 1).
+        "harmful_request_threshold": 1.0,
+        "jailbreak_threshold": 1.0,
+        "harmful_reply_threshold": 1.0,
         **extra,
     }
 

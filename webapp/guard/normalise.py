@@ -25,6 +25,7 @@ _FORMAT = re.compile(
 _LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "!": "i"})
 _MASKED_WORD = re.compile(r"\b[a-z][a-z*#@$!0-9._-]{2,}[a-z*#]\b", re.IGNORECASE)
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b", re.IGNORECASE)
+_SPACED_PAIR = re.compile(r"(?<!\S)[a-z] [a-z](?!\S)", re.IGNORECASE)  # "t o" inside a spaced-out text
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -84,5 +85,9 @@ def deobfuscate(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _FORMAT.sub("", text)
     text = _unconfuse(text)
-    text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
-    return _MASKED_WORD.sub(_unmask, text)
+    spaced = _SPACED_LETTERS.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
+    if spaced != text:
+        # A text written in spaced-out letters separates its words with wider gaps: join what is left.
+        spaced = _SPACED_PAIR.sub(lambda m: m.group(0).replace(" ", ""), spaced)
+        spaced = re.sub(r"(?<=\S) {2,}(?=\S)", " ", spaced)
+    return _MASKED_WORD.sub(_unmask, spaced)

@@ -2,7 +2,7 @@
 
 Each ``check_*`` returns a ``SafetyFinding`` (block) or None (allow), with the score that decided. The NeMo
 actions in rails/actions.py only adapt these to RailOutcomes. Thresholds are settings (``*_threshold``),
-chosen on the dev split (rails/eval/README.md).
+chosen on the dev split (rails/eval/README.md); a threshold of 1 switches its rail off.
 """
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ class SafetyModels:
     def _request_finding(self, a: Assessment, part: str) -> SafetyFinding | None:
         t = self.thresholds
         attack_first = a.attack >= a.harm
-        if a.attack >= t.jailbreak or (a.unsafe >= t.jailbreak and attack_first):
+        if t.jailbreak < 1.0 and (a.attack >= t.jailbreak or (a.unsafe >= t.jailbreak and attack_first)):
             return SafetyFinding(describe(a, "jailbreak or prompt injection", part), a.unsafe, a.category, part)
-        if a.harm >= t.harmful_request or (a.unsafe >= t.harmful_request and not attack_first):
+        if t.harmful_request < 1.0 and (
+            a.harm >= t.harmful_request or (a.unsafe >= t.harmful_request and not attack_first)
+        ):
             return SafetyFinding(describe(a, "harmful request", part), a.unsafe, a.category, part)
         return None
 
@@ -89,7 +91,7 @@ class SafetyModels:
         if len(text.split()) < MIN_REPLY_WORDS:
             return None, 0.0
         a = self.replies.assess(text)
-        if a.unsafe >= self.thresholds.harmful_reply:
+        if self.thresholds.harmful_reply < 1.0 and a.unsafe >= self.thresholds.harmful_reply:
             return SafetyFinding(describe(a, "harmful content", part), a.unsafe, a.category, part), a.unsafe
         return None, a.unsafe
 
