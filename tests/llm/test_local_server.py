@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 
 CHATML_QUESTION = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+    # "capital city": with llama.cpp as built by llama-cpp-python 0.3.35/0.3.36, greedy SmolLM2 answers
+    # "What is the capital of France?" after this system prompt in French nonsense, and this one with Paris.
+    "<|im_start|>user\nWhat is the capital city of France?<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
 
@@ -114,7 +116,7 @@ def test_smollm2_answers_a_real_prompt(triton_server: TritonServer) -> None:
 
     assert "Paris" in answer
     assert "<|im" not in answer  # generation ended at <|im_end|>, which is not part of the completion
-    assert "capital of France?" not in answer  # the completion only, no prompt echo
+    assert "capital city of France?" not in answer  # the completion only, no prompt echo
 
 
 def test_smollm2_stream_sends_growing_cumulative_chunks(triton_server: TritonServer) -> None:
