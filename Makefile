@@ -25,8 +25,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
-# llama-cpp-python builds from source (~5 min on 2 cores) the first time; pip's wheel cache makes reinstalls quick.
-$(STAMP): pyproject.toml | $(BIN)/python
+# llama-cpp-python builds from source (5-10 min on 2 cores), once per machine: the wheel is kept in LLAMA_WHEELS.
+# It is built for AVX2, not -march=native: llama.cpp's native AVX-512/AMX build of 0.3.36 segfaults or writes
+# nonsense with SmolLM2's Q4_1 GGUF on these machines' CPUs. pip's own wheel cache may hold such a native
+# build, so the wheel is built with --no-cache-dir into a directory named after the version and the flags.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS := $(HOME)/.cache/guardchat/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-avx2
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)-avx2
+
+$(LLAMA_STAMP): | $(BIN)/python
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for AVX2 (5-10 minutes, once per machine)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+			-w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)'; }
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	touch $@
+
+$(STAMP): pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
