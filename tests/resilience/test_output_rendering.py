@@ -75,6 +75,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         rails_dir=PROJECT_ROOT / "rails",
         llm_backend="scripted",
         self_check_rails=False,
+        # The attack reply is an exfiltration payload, which the learned reply rail may block (it scores
+        # 0.8-0.9 as malware). This test proves the last line of defence: markup that no classifier stopped
+        # still renders inert. So the learned reply rail is off here, and only here.
+        harmful_reply_threshold=1.0,
     )
     upgrade(settings.resolved_database_url)
     TurnGuard.clear_cache()

@@ -159,7 +159,7 @@ def test_sign_in_send_watch_it_stream_and_reload_the_history(live: Live, new_pag
     reply = finished_reply(live.app, "alice", 1)
     settle(page)
 
-    assert reply.status == "complete" and reply.content.strip()
+    assert reply.status == "complete" and reply.content.strip(), (reply.content, reply.verdict)
     shown = bot_text(page)
     assert all(word in shown for word in words(reply.content)), (shown, reply.content)
     seen = page.evaluate("() => window.__gc")

@@ -26,6 +26,7 @@ _LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a
 _MASKED_WORD = re.compile(r"\b[a-z][a-z*#@$!0-9._-]{2,}[a-z*#]\b", re.IGNORECASE)
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b", re.IGNORECASE)
 _SPACED_PAIR = re.compile(r"(?<!\S)[a-z] [a-z](?!\S)", re.IGNORECASE)  # "t o" inside a spaced-out text
+_DISGUISE = frozenset("*#@$!0134579")
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -75,7 +76,9 @@ def _unmask(match: re.Match[str]) -> str:
     lowered = word.lower()
     if lowered in _MASK_FILL:
         return _MASK_FILL[lowered]
-    if any(ch.isalpha() for ch in word) and any(not ch.isalpha() for ch in word):
+    # Only a leetspeak digit or a mask character makes a word a disguise: "window.__pwned", "mixed-case" and
+    # "e-mail" are written plainly and stay as they are.
+    if any(ch.isalpha() for ch in word) and any(ch in _DISGUISE for ch in word):
         return lowered.translate(_LEET).replace("*", "").replace(".", "").replace("-", "").replace("_", "")
     return word
 
