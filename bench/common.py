@@ -261,13 +261,21 @@ class App:
     log: Path
 
 
-def app_env(triton: Triton, model: str, data_dir: Path, port: int, settings: Mapping[str, str]) -> dict[str, str]:
-    """The process environment for a GuardChat app: our GUARDCHAT_* only (no developer .env, no leftovers)."""
+def app_env(
+    triton: Triton, model: str, data_dir: Path, port: int, settings: Mapping[str, str], code_root: Path = ROOT
+) -> dict[str, str]:
+    """The process environment for a GuardChat app: our GUARDCHAT_* only (no developer .env, no leftovers).
+
+    ``code_root`` is the checkout whose ``webapp`` and ``rails`` run: another one (a worktree of an older
+    commit) measures the code before a change against the code after it, in the same run.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDCHAT_")}
+    if code_root != ROOT:
+        env["PYTHONPATH"] = str(code_root)
     env.update(
         {
             "GUARDCHAT_DATA_DIR": str(data_dir),
-            "GUARDCHAT_RAILS_DIR": str(ROOT / "rails"),
+            "GUARDCHAT_RAILS_DIR": str(code_root / "rails"),
             "GUARDCHAT_TRITON_URL": triton.grpc_url,
             "GUARDCHAT_TRITON_PROTOCOL": "grpc",
             "GUARDCHAT_TRITON_MODEL": model,
@@ -335,6 +343,7 @@ def guardchat_app(
     users: int = 1,
     settings: Mapping[str, str] = DEFAULT_RAILS,
     startup_timeout_s: float = 180.0,
+    code_root: Path = ROOT,
 ) -> Iterator[App]:
     """`guardchat serve` (uvicorn, FastAPI, Gradio, rails) in a subprocess on a fresh, migrated SQLite file.
 
@@ -349,7 +358,7 @@ def guardchat_app(
     upgrade(db_url)
     keys = seed_api_users(db_url, users)
     log = data_dir / "app.log"
-    env = app_env(triton, model, data_dir, port, {"database_url": db_url, **settings})
+    env = app_env(triton, model, data_dir, port, {"database_url": db_url, **settings}, code_root)
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         started = time.perf_counter()

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "blocked. 1 switches it off.",
     )
     harmful_reply_threshold: float = Field(
-        0.8,
+        0.9,
         ge=0.0,
         le=1.0,
         description="Learned rail: probability of harmful content at or above which a reply chunk is blocked. "

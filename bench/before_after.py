@@ -1,0 +1,86 @@
+"""P1 and P3 for the code before a change and after it, on one Triton, in one run.
+
+``--before`` is a checkout of the older commit (``git worktree add /tmp/before <commit>``); its ``webapp``
+and ``rails`` run in the app process (PYTHONPATH and GUARDCHAT_RAILS_DIR), with this venv's packages. Each
+round starts the before app, then the after app, so drift on a shared machine hits both alike. Reported
+per side: P1 (time to first token over raw tritonclient, p50 of paired differences), the app's CPU per
+reply one user at a time, and P3 (64 concurrent streams: throughput ratio against raw, app CPU per reply).
+
+    python -m bench.before_after --before /tmp/before            # 2 rounds
+    python -m bench.before_after --before /tmp/before --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import concurrency, ttft
+from bench.common import FULL_TIMING, QUICK_TIMING, ROOT, SYNTHETIC_MODEL, Triton, guardchat_app, triton_server
+
+
+def _side(triton: Triton, workdir: Path, code_root: Path, *, quick: bool) -> dict[str, float]:
+    streams = 8 if quick else concurrency.STREAMS
+    with guardchat_app(triton, workdir, users=streams, code_root=code_root) as app:
+        samples = asyncio.run(
+            ttft.measure(
+                triton,
+                app,
+                model=SYNTHETIC_MODEL,
+                samples=6 if quick else 40,
+                warmup=2 if quick else 5,
+                max_tokens=triton.timing.tokens,
+            )
+        )
+        load = asyncio.run(
+            concurrency.measure(triton, app, streams=streams, turns_per_stream=1 if quick else 2, rounds=1)
+        )
+    raw, ours = load.raw, load.ours
+    return {
+        "p1_ms": samples.paired(samples.ours_first_ms, samples.raw_first_ms).p50,
+        "cpu_one_ms": statistics.median(samples.app_cpu_ms),
+        "p3_ratio": ours.throughput / raw.throughput if raw.throughput else 0.0,
+        "p3_cpu_ms": load.app_cpu_ms_per_reply,
+        "p3_errors": float(len(ours.errors)),
+        "ready_s": app.ready_s,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", type=Path, required=True, help="a checkout of the code before the change")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny numbers: proves the benchmark runs")
+    args = parser.parse_args(argv)
+    results: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory(prefix="guardchat-ba-") as tmp:
+        workdir = Path(tmp)
+        with triton_server(QUICK_TIMING if args.quick else FULL_TIMING, workdir) as triton:
+            for _ in range(args.rounds):
+                for side, root in (("before", args.before.resolve()), ("after", ROOT)):
+                    results[side].append(_side(triton, workdir, root, quick=args.quick))
+                    print(side, results[side][-1], flush=True)
+            timing = triton.timing.describe()
+    print(f"\n{timing}; medians over {args.rounds} rounds, before = {args.before}\n")
+    print("| measure | before | after |\n|---|---|---|")
+    names = {
+        "p1_ms": "P1 time-to-first-token overhead p50, ms",
+        "cpu_one_ms": "app CPU per reply, one user at a time, ms",
+        "p3_ratio": "P3 throughput ratio, 64 streams",
+        "p3_cpu_ms": "app CPU per reply, 64 streams, ms",
+        "p3_errors": "P3 errors",
+        "ready_s": "start-up to /readyz, s",
+    }
+    for key, name in names.items():
+        before = statistics.median(r[key] for r in results["before"])
+        after = statistics.median(r[key] for r in results["after"])
+        print(f"| {name} | {before:.3g} | {after:.3g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
