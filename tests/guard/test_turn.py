@@ -226,9 +226,10 @@ async def test_unreachable_guard_model_blocks_with_stage_error(guard: TurnGuard,
     assert script.generation_calls == []
 
 
-async def test_a_crashing_output_rail_blocks_mid_stream(
-    guard: TurnGuard, script: Script, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_crashing_output_rail_blocks_mid_stream(script: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Output rails run in parallel and the first block decides: the learned reply rail is off, so the verdict
+    # is the crashing rail's (it also scored a fragment of this fairy tale 0.97, a known false refusal).
+    guard = TurnGuard.load(scripted_settings(harmful_reply_threshold=1.0))
     classify = guard._loaded.abuse_classifier.classify
 
     def crash_on_reply(text: str):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ down at start-up → back → killed mid-stream (API) → back → stopped mid-s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +97,19 @@ def test_the_app_starts_without_triton_and_says_why(outage: Outage) -> None:
 
 def test_triton_comes_back_and_the_next_turn_works_without_a_restart(outage: Outage) -> None:
     outage.triton.start()
-    assert httpx.get(f"{outage.app.url}/readyz").status_code == 200
+    # The app's gRPC channel reconnects within its capped backoff (2 s), not at once.
+    assert wait_ready(outage.app.url, timeout_s=15) == 200
     turn = complete(outage.app.url, outage.key, "Back? {{reply:Back again.}}", conversation_id=outage.conversation_id)
     assert turn.status_code == 200 and turn.reply == "Back again.", turn.body
+
+
+def wait_ready(url: str, *, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{url}/readyz").status_code
+        if status == 200 or time.monotonic() > deadline:
+            return status
+        time.sleep(0.25)
 
 
 def test_triton_killed_mid_stream_gives_the_api_client_a_clear_error(outage: Outage) -> None:

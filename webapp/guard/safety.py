@@ -20,8 +20,10 @@ from webapp.guard.learned import Assessment, LearnedClassifier, describe
 # Below these many words a sentence embedding is noise (a one-word chunk "Answer" scored 0.94 toxic): the
 # learned rails abstain, and the abuse and rule rails, which read words, still check the text. A streamed
 # reply's chunks are judged with the context before them, so only a reply's first few words are that short.
+# The reply head was trained on whole replies and on fragments of 12 to 40 words (training.reply_fragments);
+# shorter pieces of a benign reply scored as harmful, so it judges nothing shorter.
 MIN_REQUEST_WORDS = 3
-MIN_REPLY_WORDS = 8
+MIN_REPLY_WORDS = 12
 REQUEST_MODEL = "request_safety.npz"
 REPLY_MODEL = "reply_safety.npz"
 

@@ -58,12 +58,31 @@ def _text(array: np.ndarray | None) -> str | None:
     return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
 
 
+RECONNECT_BACKOFF_MAX_MS = 2000
+
+
 class _GrpcTransport:
     def __init__(self, url: str, connect_timeout_s: float, request_timeout_s: float) -> None:
         import tritonclient.grpc.aio as grpcclient
 
         self._mod = grpcclient
-        self._client = grpcclient.InferenceServerClient(url=url)
+        keepalive = grpcclient.KeepAliveOptions()
+        self._client = grpcclient.InferenceServerClient(
+            url=url,
+            channel_args=[
+                ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+                ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+                ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+                ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+                # gRPC's reconnect backoff grows to 120 s after an outage: a Triton that is back would then stay
+                # "not ready" for up to two minutes. Capped, the app sees it within RECONNECT_BACKOFF_MAX_MS.
+                ("grpc.initial_reconnect_backoff_ms", 250),
+                ("grpc.min_reconnect_backoff_ms", 250),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+            ],
+        )
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
 
