@@ -8,6 +8,7 @@ always the default one. NeMo passes rail actions extra parameters (context, conf
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 from typing import Any
 
@@ -99,7 +100,8 @@ async def check_request_safety(
     text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
 ) -> RailOutcome:
     """The learned harmful-request and jailbreak classifier on the new message."""
-    return _outcome(*(safety_models or _default_safety()).judge_request(text or ""))
+    # Off the event loop: embedding a text is a few ms of numpy that would stall every other stream.
+    return _outcome(*await asyncio.to_thread((safety_models or _default_safety()).judge_request, text or ""))
 
 
 @action(name="check_conversation")
@@ -113,7 +115,8 @@ async def check_conversation(
     context = conversation if isinstance(conversation, ConversationContext) else NO_CONTEXT
     if context.empty:
         return RailOutcome.allow()
-    return _outcome((safety_models or _default_safety()).check_conversation(text or "", context))
+    models = safety_models or _default_safety()
+    return _outcome(await asyncio.to_thread(models.check_conversation, text or "", context))
 
 
 @action(name="check_language")
@@ -126,7 +129,7 @@ async def check_reply_safety(
     text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
 ) -> RailOutcome:
     """The learned harmful-content classifier on the reply (each streamed chunk with its context)."""
-    return _outcome(*(safety_models or _default_safety()).judge_reply(text or ""))
+    return _outcome(*await asyncio.to_thread((safety_models or _default_safety()).judge_reply, text or ""))
 
 
 @action(name="neutralise_markup")

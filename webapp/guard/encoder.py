@@ -52,6 +52,7 @@ class SentenceEncoder:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
@@ -69,7 +70,9 @@ class SentenceEncoder:
                 rows.append(row)
         if missing:
             unique = list(dict.fromkeys(missing))
-            fresh = dict(zip(unique, np.asarray(self._model.encode(unique), dtype=np.float32), strict=True))
+            with self._model_lock:  # rails call from worker threads; the model is not known to be thread-safe
+                encoded = np.asarray(self._model.encode(unique), dtype=np.float32)
+            fresh = dict(zip(unique, encoded, strict=True))
             with self._lock:
                 for text, row in fresh.items():
                     self._cache[text] = row
