@@ -20,22 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import concurrency, ttft
-from bench.common import FULL_TIMING, QUICK_TIMING, ROOT, SYNTHETIC_MODEL, Triton, guardchat_app, triton_server
+from bench.common import FULL_TIMING, QUICK_TIMING, ROOT, Triton, guardchat_app, triton_server
 
 
 def _side(triton: Triton, workdir: Path, code_root: Path, *, quick: bool) -> dict[str, float]:
     streams = 8 if quick else concurrency.STREAMS
     with guardchat_app(triton, workdir, users=streams, code_root=code_root) as app:
-        samples = asyncio.run(
-            ttft.measure(
-                triton,
-                app,
-                model=SYNTHETIC_MODEL,
-                samples=6 if quick else 40,
-                warmup=2 if quick else 5,
-                max_tokens=triton.timing.tokens,
-            )
-        )
+        samples = asyncio.run(ttft.measure_synthetic(triton, app, quick=quick))
         load = asyncio.run(
             concurrency.measure(triton, app, streams=streams, turns_per_stream=1 if quick else 2, rounds=1)
         )

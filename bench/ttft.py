@@ -172,8 +172,9 @@ def report(samples: TtftSamples, *, timing: str, chunk_tokens: int) -> Report:
     return Report("P1 time to first token", figures, details)
 
 
-async def run(triton: Triton, app: App, *, quick: bool) -> Report:
-    samples = await measure(
+async def measure_synthetic(triton: Triton, app: App, *, quick: bool) -> TtftSamples:
+    """P1's samples on the synthetic model (bench/before_after.py takes them for two checkouts)."""
+    return await measure(
         triton,
         app,
         model=SYNTHETIC_MODEL,
@@ -181,6 +182,10 @@ async def run(triton: Triton, app: App, *, quick: bool) -> Report:
         warmup=2 if quick else 5,
         max_tokens=triton.timing.tokens,
     )
+
+
+async def run(triton: Triton, app: App, *, quick: bool) -> Report:
+    samples = await measure_synthetic(triton, app, quick=quick)
     return report(samples, timing=triton.timing.describe(), chunk_tokens=FIRST_CHUNK_TOKENS)
 
 

@@ -26,7 +26,7 @@ _LEET = str.maketrans({"@": "a", "$": "s", "0": "o", "1": "i", "3": "e", "4": "a
 _MASKED_WORD = re.compile(r"\b[a-z][a-z*#@$!0-9._-]{2,}[a-z*#]\b", re.IGNORECASE)
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b", re.IGNORECASE)
 _SPACED_PAIR = re.compile(r"(?<!\S)[a-z] [a-z](?!\S)", re.IGNORECASE)  # "t o" inside a spaced-out text
-_DISGUISE = frozenset("*#@$!0134579")
+_DISGUISE = frozenset({chr(code) for code in _LEET} | {"*", "#"})  # what makes a word a disguise
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 

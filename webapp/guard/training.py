@@ -199,12 +199,12 @@ def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = No
     write_split_files(eval_dir, splits)
     summary: dict[str, object] = {}
     for kind, name in (("request", "request_safety"), ("reply", "reply_safety")):
+        # Each head trains on its own kind only: harmful requests among the reply head's examples taught it
+        # that a topic is harm, and it refused 14.5 % of SmolLM2's replies to benign questions.
         examples = [e for e in splits["train"] if e.kind == kind]
         if kind == "request":
             # The head reads topic more than intent: benign questions on harmful topics count twice.
             examples += [e for e in examples if e.label == SAFE and e.category != SAFE]
-        # Replies train on replies only: harmful requests taught the reply head that a topic is harm, and
-        # it refused 14.5 % of SmolLM2's replies to benign questions (rails/eval/README.md).
         texts, labels = training_texts(examples, fragments=kind == "reply")
         head = fit_head(encoder.embed(texts), labels)
         record = {

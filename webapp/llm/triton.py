@@ -69,6 +69,7 @@ class _GrpcTransport:
         keepalive = grpcclient.KeepAliveOptions()
         self._client = grpcclient.InferenceServerClient(
             url=url,
+            # channel_args replaces tritonclient's defaults, so its six default options are repeated here.
             channel_args=[
                 ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
                 ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
