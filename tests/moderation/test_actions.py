@@ -12,19 +12,12 @@ from sqlalchemy import event, select
 
 from tests.moderation.queue_seed import DAY0, PASSWORD, SeededQueue
 from webapp.store import users
+from webapp.store.accounts import ban_user, create_account, set_account_role, unban_user
+from webapp.store.audit import AuditFilter, list_audit
 from webapp.store.engine import Database
 from webapp.store.errors import ConflictError, InvalidInputError, PermissionDeniedError, StoreError
+from webapp.store.flags import act_on_flag, act_on_flags
 from webapp.store.models import Conversation, Flag, ModerationEvent, User
-from webapp.store.moderation import (
-    AuditFilter,
-    act_on_flag,
-    act_on_flags,
-    ban_user,
-    create_account,
-    list_audit,
-    set_account_role,
-    unban_user,
-)
 
 
 def flag(db: Database, flag_id: int) -> Flag:

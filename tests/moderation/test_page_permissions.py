@@ -18,7 +18,7 @@ from tests.moderation.conftest import StaffApp
 from tests.moderation.gradio_events import SELECT_EVENT, event_indexes, run_event, sample_inputs
 from webapp.store.engine import Database
 from webapp.store.models import Flag, ModerationEvent, User
-from webapp.store.moderation import ADMINS_ONLY, STAFF_ONLY
+from webapp.store.permissions import ADMINS_ONLY, STAFF_ONLY
 from webapp.ui.admin import ADMIN_HANDLERS, AdminPage, NotAdminError
 from webapp.ui.moderation import MODERATION_HANDLERS, ModerationPage, NotStaffError
 from webapp.ui.session import SignedOutError

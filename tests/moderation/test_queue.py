@@ -8,7 +8,7 @@ import pytest
 
 from tests.moderation.queue_seed import DAY0, SeededQueue
 from webapp.moderation.queue import QueueFilter, count_queue, known_rails, list_queue
-from webapp.store import moderation
+from webapp.store import flags
 from webapp.store.engine import Database
 from webapp.store.errors import InvalidInputError
 
@@ -83,14 +83,14 @@ def test_keyset_pages_walk_every_flag_once(shared_queue: tuple[Database, SeededQ
 
 def test_a_resolved_flag_leaves_the_open_queue(database: Database, seeded: SeededQueue) -> None:
     with database.write() as s:
-        moderation.act_on_flag(s, actor=seeded.moderator, flag_id=seeded.flags["a2"], action="dismiss")
+        flags.act_on_flag(s, actor=seeded.moderator, flag_id=seeded.flags["a2"], action="dismiss")
     assert names(seeded, database, QueueFilter()) == ["a3", "b1", "a1"]
     assert names(seeded, database, QueueFilter(status="dismissed")) == ["b2", "a2"]
 
 
 def test_assignment_filter(database: Database, seeded: SeededQueue) -> None:
     with database.write() as s:
-        moderation.act_on_flag(s, actor=seeded.moderator, flag_id=seeded.flags["b1"], action="assign")
+        flags.act_on_flag(s, actor=seeded.moderator, flag_id=seeded.flags["b1"], action="assign")
     assert names(seeded, database, QueueFilter(assignment="me")) == ["b1"]
     assert names(seeded, database, QueueFilter(assignment="unassigned")) == ["a3", "a2", "a1"]
     with database.read() as s:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from tests.moderation.queue_seed import DAY0, SeededQueue
 from webapp.moderation import detail, export, queue, stats
 from webapp.moderation.queue import QueueFilter
-from webapp.store import moderation
+from webapp.store import accounts, audit, flags, permissions
 from webapp.store.engine import Database
 from webapp.store.errors import PermissionDeniedError
 from webapp.store.models import Flag, ModerationEvent, User
@@ -43,21 +43,21 @@ STAFF_CALLS: dict[str, Call] = {
     "load_flag_detail": _in_session(detail.load_flag_detail, flag_id=lambda s: s.flags["a1"]),
     "moderation_stats": _in_session(stats.moderation_stats, since=DAY0, until=DAY0 + timedelta(days=7)),
     "start_export": _export,
-    "list_audit": _in_session(moderation.list_audit),
-    "record_event": _in_session(moderation.record_event, action="confirm", flag_id=lambda s: s.flags["a1"]),
-    "act_on_flag": _in_session(moderation.act_on_flag, flag_id=lambda s: s.flags["a1"], action="confirm"),
+    "list_audit": _in_session(audit.list_audit),
+    "record_event": _in_session(audit.record_event, action="confirm", flag_id=lambda s: s.flags["a1"]),
+    "act_on_flag": _in_session(flags.act_on_flag, flag_id=lambda s: s.flags["a1"], action="confirm"),
     "act_on_flags": _in_session(
-        moderation.act_on_flags, flag_ids=lambda s: [s.flags["a1"], s.flags["b1"]], action="dismiss"
+        flags.act_on_flags, flag_ids=lambda s: [s.flags["a1"], s.flags["b1"]], action="dismiss"
     ),
-    "ban_user": _in_session(moderation.ban_user, user_id=lambda s: s.bob.id),
-    "unban_user": _in_session(moderation.unban_user, user_id=lambda s: s.bob.id),
+    "ban_user": _in_session(accounts.ban_user, user_id=lambda s: s.bob.id),
+    "unban_user": _in_session(accounts.unban_user, user_id=lambda s: s.bob.id),
 }
 ADMIN_CALLS: dict[str, Call] = {
-    "list_accounts": _in_session(moderation.list_accounts),
-    "create_account": _in_session(moderation.create_account, username="carol", password="password123"),
-    "set_account_role": _in_session(moderation.set_account_role, user_id=lambda s: s.bob.id, role="moderator"),
+    "list_accounts": _in_session(accounts.list_accounts),
+    "create_account": _in_session(accounts.create_account, username="carol", password="password123"),
+    "set_account_role": _in_session(accounts.set_account_role, user_id=lambda s: s.bob.id, role="moderator"),
 }
-MODULES: tuple[ModuleType, ...] = (moderation, queue, detail, stats, export)
+MODULES: tuple[ModuleType, ...] = (permissions, audit, flags, accounts, queue, detail, stats, export)
 GUARDS = {"require_staff", "require_admin"}
 
 
@@ -107,11 +107,11 @@ def test_a_demoted_or_banned_moderator_is_refused_at_once(
     seeded = seeded_sqlite
     stale = seeded.moderator  # the object a request loaded before the change
     with sqlite_database.write() as s:
-        moderation.set_account_role(s, actor=seeded.admin, user_id=stale.id, role="user")
+        accounts.set_account_role(s, actor=seeded.admin, user_id=stale.id, role="user")
     with pytest.raises(PermissionDeniedError):
         STAFF_CALLS["act_on_flag"](sqlite_database, stale, seeded)
     with sqlite_database.write() as s:
-        moderation.ban_user(s, actor=seeded.admin, user_id=seeded.moderator2.id)
+        accounts.ban_user(s, actor=seeded.admin, user_id=seeded.moderator2.id)
     with pytest.raises(PermissionDeniedError):
         STAFF_CALLS["list_queue"](sqlite_database, seeded.moderator2, seeded)
 
@@ -123,5 +123,5 @@ def test_a_moderator_may_use_every_staff_function(
     seeded = seeded_sqlite
     if name == "unban_user":
         with sqlite_database.write() as s:
-            moderation.ban_user(s, actor=seeded.moderator, user_id=seeded.bob.id)
+            accounts.ban_user(s, actor=seeded.moderator, user_id=seeded.bob.id)
     STAFF_CALLS[name](sqlite_database, seeded.moderator, seeded)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.app_server import RunningApp
 from tests.ui.conftest import create_user, signed_in, ui_settings
-from webapp.store import moderation, users
+from webapp.store import accounts, users
 from webapp.store.models import User
 
 
@@ -73,6 +73,6 @@ def test_a_new_password_or_a_ban_ends_existing_sessions(app: RunningApp) -> None
     with signed_in(app, "alice") as session:
         with app.ctx.db.write() as s:
             staff = users.require_user_by_name(s, username="mod")
-            moderation.ban_user(s, actor=staff, user_id=user(app, "alice").id, note="spam")
-            moderation.unban_user(s, actor=staff, user_id=user(app, "alice").id, note="appeal granted")
+            accounts.ban_user(s, actor=staff, user_id=user(app, "alice").id, note="spam")
+            accounts.unban_user(s, actor=staff, user_id=user(app, "alice").id, note="appeal granted")
         assert page_for(session).endswith("/login")  # unbanning does not revive the session

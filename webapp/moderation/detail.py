@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from webapp.guard.verdict import Verdict, VerdictFormatError
 from webapp.moderation.queue import as_utc
+from webapp.store.audit import AuditEntry
 from webapp.store.errors import NotFoundError
 from webapp.store.models import FLAG_STATUSES, Conversation, Flag, Message, ModerationEvent, User
-from webapp.store.moderation import AuditEntry, require_staff
+from webapp.store.permissions import require_staff
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from webapp.moderation.detail import verdict_holder
 from webapp.moderation.queue import QueueFilter, QueueItem, as_utc, count_queue, list_queue
+from webapp.store.audit import record_event
 from webapp.store.engine import Database
 from webapp.store.errors import InvalidInputError
 from webapp.store.models import Message, User
-from webapp.store.moderation import record_event, require_staff
+from webapp.store.permissions import require_staff
 
 ExportFormat = Literal["csv", "jsonl"]
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "jsonl")

@@ -23,7 +23,7 @@ from sqlalchemy.sql.selectable import Join
 from webapp.store import users
 from webapp.store.errors import InvalidInputError
 from webapp.store.models import FLAG_SOURCES, FLAG_STATUSES, Conversation, Flag, User
-from webapp.store.moderation import require_staff
+from webapp.store.permissions import require_staff
 
 AnySelect = Select[*tuple[Any, ...]]
 QUEUE_SORTS: tuple[str, ...] = ("newest", "oldest", "most_flagged")

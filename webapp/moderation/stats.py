@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from webapp.moderation.queue import as_utc
 from webapp.store.errors import InvalidInputError
 from webapp.store.models import Flag, Message, User
-from webapp.store.moderation import require_staff
+from webapp.store.permissions import require_staff
 
 MAX_DAYS = 366
 USER_REPORT_LABEL = "user report"

@@ -16,17 +16,10 @@ from sqlalchemy.orm import Session
 
 from webapp.api.context import AppContext
 from webapp.store import users
+from webapp.store.accounts import AccountRow, ban_user, create_account, list_accounts, set_account_role, unban_user
 from webapp.store.errors import NotFoundError, StoreError
 from webapp.store.models import ROLES, User
-from webapp.store.moderation import (
-    ADMINS_ONLY,
-    AccountRow,
-    ban_user,
-    create_account,
-    list_accounts,
-    set_account_role,
-    unban_user,
-)
+from webapp.store.permissions import ADMINS_ONLY
 from webapp.ui.moderation_render import when
 from webapp.ui.rendering import safe_markdown
 from webapp.ui.session import acting_user

@@ -22,19 +22,12 @@ from webapp.api.context import AppContext
 from webapp.moderation.detail import FlagDetail, load_flag_detail
 from webapp.moderation.queue import count_queue, known_rails, list_queue
 from webapp.moderation.stats import ModerationStats, moderation_stats
+from webapp.store.accounts import ban_user, unban_user
+from webapp.store.audit import AUDIT_ACTIONS, PAST_TENSE, AuditFilter, list_audit
 from webapp.store.errors import InvalidInputError, StoreError
+from webapp.store.flags import act_on_flag, act_on_flags
 from webapp.store.models import User
-from webapp.store.moderation import (
-    AUDIT_ACTIONS,
-    PAST_TENSE,
-    STAFF_ONLY,
-    AuditFilter,
-    act_on_flag,
-    act_on_flags,
-    ban_user,
-    list_audit,
-    unban_user,
-)
+from webapp.store.permissions import STAFF_ONLY
 from webapp.ui.moderation_filters import (
     ANY,
     ANY_RAIL,
