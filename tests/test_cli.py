@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from webapp.cli import main
+from webapp.settings import reset_settings_cache
 from webapp.store import api_keys, users
+from webapp.store.audit import AuditFilter, list_audit
 from webapp.store.engine import Database
 
 
@@ -50,6 +52,43 @@ def test_cli_manages_accounts_and_keys(
             assert api_keys.resolve_api_key(s, plaintext=plaintext) is None
     finally:
         db.dispose()
+
+
+def test_cli_bans_unbans_and_role_changes_are_in_the_audit_log_as_cli(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GUARDCHAT_DATABASE_URL", db_url)
+    reset_settings_cache()
+    assert run(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    for name, role in (("mod", "moderator"), ("alice", "user")):
+        code, _, _ = run(
+            monkeypatch, capsys, "users", "add", name, "--role", role, "--password-stdin", stdin="pw123456\n"
+        )
+        assert code == 0
+
+    assert run(monkeypatch, capsys, "users", "ban", "alice", "--note", "spam from the shell")[0] == 0
+    code, _, err = run(monkeypatch, capsys, "users", "ban", "alice")
+    assert code == 2 and "alice is already banned (by cli)" in err
+    assert run(monkeypatch, capsys, "users", "unban", "alice")[0] == 0
+    assert run(monkeypatch, capsys, "users", "set-role", "alice", "moderator", "--note", "passed training")[0] == 0
+
+    db = Database(db_url)
+    try:
+        with db.read() as s:
+            moderator = users.require_user_by_name(s, username="mod")
+            everything = list_audit(s, actor=moderator).entries
+            by_cli = list_audit(s, actor=moderator, filters=AuditFilter(moderator="cli")).entries
+            by_mod = list_audit(s, actor=moderator, filters=AuditFilter(moderator="mod")).entries
+    finally:
+        db.dispose()
+    logged = [(e.actor, e.action, e.target_user, e.note, e.details) for e in everything]
+    assert logged == [
+        ("cli", "set_role", "alice", "passed training", {"from": "user", "to": "moderator"}),
+        ("cli", "unban", "alice", "", {}),
+        ("cli", "ban", "alice", "spam from the shell", {}),
+    ]
+    assert by_cli == everything
+    assert by_mod == []
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from webapp.settings import Settings, get_settings
-from webapp.store import api_keys, users
+from webapp.store import accounts, api_keys, users
 from webapp.store.engine import Database, DatabaseURLError
 from webapp.store.errors import StoreError
+from webapp.store.permissions import Operator
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -53,10 +54,14 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Role changes, bans and unbans go through the same audited store functions as the staff pages: the
+# moderators' audit log shows them with "cli" as the actor.
+
+
 def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
     with _db(settings).write() as session:
         user = users.require_user_by_name(session, username=args.name)
-        users.set_role(session, user=user, role=args.role)
+        accounts.set_account_role(session, actor=Operator.CLI, user_id=user.id, role=args.role, note=args.note)
         print(f"{user.username} is now {user.role}")
     return 0
 
@@ -64,7 +69,7 @@ def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users_ban(args: argparse.Namespace, settings: Settings) -> int:
     with _db(settings).write() as session:
         user = users.require_user_by_name(session, username=args.name)
-        users.ban_user(session, user=user)
+        accounts.ban_user(session, actor=Operator.CLI, user_id=user.id, note=args.note)
         print(f"{user.username} is banned")
     return 0
 
@@ -72,7 +77,7 @@ def cmd_users_ban(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users_unban(args: argparse.Namespace, settings: Settings) -> int:
     with _db(settings).write() as session:
         user = users.require_user_by_name(session, username=args.name)
-        users.unban_user(session, user=user)
+        accounts.unban_user(session, actor=Operator.CLI, user_id=user.id, note=args.note)
         print(f"{user.username} is no longer banned")
     return 0
 
@@ -160,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     role = us.add_parser("set-role", help="change an account's role")
     role.add_argument("name")
     role.add_argument("role")
+    role.add_argument("--note", default="", help="kept in the moderators' audit log")
     role.set_defaults(handler=cmd_users_set_role)
     for name, handler in (("ban", cmd_users_ban), ("unban", cmd_users_unban)):
         p = us.add_parser(name, help=f"{name} an account")
         p.add_argument("name")
+        p.add_argument("--note", default="", help="kept in the moderators' audit log")
         p.set_defaults(handler=handler)
 
     ks = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)

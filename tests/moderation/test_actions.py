@@ -18,6 +18,7 @@ from webapp.store.engine import Database
 from webapp.store.errors import ConflictError, InvalidInputError, PermissionDeniedError, StoreError
 from webapp.store.flags import act_on_flag, act_on_flags
 from webapp.store.models import Conversation, Flag, ModerationEvent, User
+from webapp.store.permissions import Operator
 
 
 def flag(db: Database, flag_id: int) -> Flag:
@@ -182,6 +183,30 @@ def test_who_may_ban_whom(sqlite_database: Database, seeded_sqlite: SeededQueue)
         ban_user(s, actor=seeded.admin, user_id=seeded.admin.id)
     with sqlite_database.write() as s:
         ban_user(s, actor=seeded.admin, user_id=seeded.moderator2.id)
+
+
+def test_the_command_line_acts_on_anyone_and_is_audited_as_cli(database: Database, seeded: SeededQueue) -> None:
+    cli = Operator.CLI
+    with database.write() as s:
+        ban_user(s, actor=cli, user_id=seeded.admin.id, note="left the company")
+        set_account_role(s, actor=cli, user_id=seeded.admin.id, role="user")
+        unban_user(s, actor=cli, user_id=seeded.admin.id)
+        ban_user(s, actor=cli, user_id=seeded.bob.id)
+    with pytest.raises(ConflictError, match=r"bob is already banned \(by cli\)"), database.write() as s:
+        ban_user(s, actor=seeded.moderator, user_id=seeded.bob.id)
+    with database.read() as s:
+        assert s.get(User, seeded.admin.id).role == "user"  # type: ignore[union-attr]
+        actor_ids = set(s.scalars(select(ModerationEvent.actor_id)))
+        page = list_audit(s, actor=seeded.moderator)
+        cli_only = list_audit(s, actor=seeded.moderator, filters=AuditFilter(moderator="cli"))
+    assert actor_ids == {None}
+    assert [(e.actor, e.action, e.target_user) for e in page.entries] == [
+        ("cli", "ban", "bob"),
+        ("cli", "unban", "root"),
+        ("cli", "set_role", "root"),
+        ("cli", "ban", "root"),
+    ]
+    assert cli_only.entries == page.entries
 
 
 def test_only_admins_change_roles_and_never_their_own(database: Database, seeded: SeededQueue) -> None:

@@ -16,9 +16,11 @@ from starlette.requests import Request
 
 from tests.moderation.conftest import StaffApp
 from tests.moderation.gradio_events import SELECT_EVENT, event_indexes, run_event, sample_inputs
+from webapp.store import users
+from webapp.store.accounts import ban_user
 from webapp.store.engine import Database
 from webapp.store.models import Flag, ModerationEvent, User
-from webapp.store.permissions import ADMINS_ONLY, STAFF_ONLY
+from webapp.store.permissions import ADMINS_ONLY, STAFF_ONLY, Operator
 from webapp.ui.admin import ADMIN_HANDLERS, AdminPage, NotAdminError
 from webapp.ui.moderation import MODERATION_HANDLERS, ModerationPage, NotStaffError
 from webapp.ui.session import SignedOutError
@@ -167,3 +169,17 @@ def test_an_admin_creates_an_account_and_changes_its_role_over_http(staff_app: S
         ("create_user", "new hire", {"role": "user"}),
         ("set_role", "passed training", {"from": "user", "to": "moderator"}),
     ]
+
+
+def test_a_command_line_ban_shows_as_cli_in_the_audit_log_over_http(staff_app: StaffApp) -> None:
+    with staff_app.app.ctx.db.write() as s:
+        target = users.create_user(s, username="shell-banned", password="a-long-password")
+        ban_user(s, actor=Operator.CLI, user_id=target.id, note="banned on the database host")
+    _, demo = staff_app.unguarded["moderation"]
+    index = event_indexes(demo)["search_audit"]
+    with staff_app.client("mod") as client:
+        result = run_event(client, "/moderation", index, ["cli", "ban", "", ""])
+    assert result.success, result.output
+    tables = [o["value"]["data"] for o in result.output["data"] if isinstance(o, dict) and "value" in o]
+    rows = [row for table in tables if isinstance(table, list) for row in table]
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [("cli", "ban", "shell-banned", "banned on the database host")]

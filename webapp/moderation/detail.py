@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from webapp.guard.verdict import Verdict, VerdictFormatError
 from webapp.moderation.queue import as_utc
-from webapp.store.audit import AuditEntry
+from webapp.store.audit import AuditEntry, actor_label
 from webapp.store.errors import NotFoundError
 from webapp.store.models import FLAG_STATUSES, Conversation, Flag, Message, ModerationEvent, User
 from webapp.store.permissions import require_staff
@@ -94,12 +94,14 @@ def _history(session: Session, user_id: int) -> FlagHistory:
 def _events(session: Session, flag_id: int) -> list[AuditEntry]:
     rows = session.execute(
         select(ModerationEvent, User.username)
-        .join(User, User.id == ModerationEvent.actor_id)
+        .outerjoin(User, User.id == ModerationEvent.actor_id)
         .where(ModerationEvent.flag_id == flag_id)
         .order_by(ModerationEvent.created_at, ModerationEvent.id)
     ).all()
     return [
-        AuditEntry(e.id, as_utc(e.created_at), name, e.action, e.flag_id, None, e.note, dict(e.details or {}))
+        AuditEntry(
+            e.id, as_utc(e.created_at), actor_label(name), e.action, e.flag_id, None, e.note, dict(e.details or {})
+        )
         for e, name in rows
     ]
 

@@ -1,7 +1,9 @@
 """Accounts as moderators and admins manage them: bans, roles, new accounts, and the list with flag counts.
 
 Each change checks the actor's permission in the same transaction and writes its audit row there too,
-so an account change without a trace cannot be committed.
+so an account change without a trace cannot be committed. The moderation page, the admin page and the
+command line all ban, unban and change roles through here; the command line as ``Operator.CLI``, which
+no permission rule stops (it runs on the database host) but which is audited like anyone else.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from webapp.store import users
-from webapp.store.audit import clean_note, name_of, record_event
+from webapp.store.audit import clean_note, event_actor, record_event
 from webapp.store.errors import ConflictError, NotFoundError, PermissionDeniedError
 from webapp.store.models import Flag, ModerationEvent, User, utcnow
-from webapp.store.permissions import require_admin, require_staff
+from webapp.store.permissions import Actor, Operator, require_admin, require_staff
 
 
 def _target(session: Session, user_id: int) -> User:
@@ -24,6 +26,13 @@ def _target(session: Session, user_id: int) -> User:
     if user is None:
         raise NotFoundError(f"user #{user_id} does not exist")
     return user
+
+
+def _acting(session: Session, actor: Actor, *, admins_only: bool) -> User | Operator:
+    """The operator as given (there is no account to check), else the staff member as the database knows them."""
+    if isinstance(actor, Operator):
+        return actor
+    return require_admin(session, actor) if admins_only else require_staff(session, actor)
 
 
 def _may_moderate(staff: User, target: User) -> None:
@@ -34,27 +43,28 @@ def _may_moderate(staff: User, target: User) -> None:
 
 
 def ban_user(
-    session: Session, *, actor: User, user_id: int, note: str = "", flag_id: int | None = None
+    session: Session, *, actor: Actor, user_id: int, note: str = "", flag_id: int | None = None
 ) -> ModerationEvent:
     """Suspend an account: its sessions and API keys stop working on their next request."""
     return _set_banned(session, actor=actor, user_id=user_id, note=note, flag_id=flag_id, banned=True)
 
 
 def unban_user(
-    session: Session, *, actor: User, user_id: int, note: str = "", flag_id: int | None = None
+    session: Session, *, actor: Actor, user_id: int, note: str = "", flag_id: int | None = None
 ) -> ModerationEvent:
     """Let a banned account sign in again; the sessions the ban ended stay ended."""
     return _set_banned(session, actor=actor, user_id=user_id, note=note, flag_id=flag_id, banned=False)
 
 
 def _set_banned(
-    session: Session, *, actor: User, user_id: int, note: str, flag_id: int | None, banned: bool
+    session: Session, *, actor: Actor, user_id: int, note: str, flag_id: int | None, banned: bool
 ) -> ModerationEvent:
     """Ban or unban with a conditional UPDATE: of two moderators doing the same, the second is told who was first."""
-    staff = require_staff(session, actor)
+    acting = _acting(session, actor, admins_only=False)
     text = clean_note(note)
     target = _target(session, user_id)
-    _may_moderate(staff, target)
+    if isinstance(acting, User):
+        _may_moderate(acting, target)
     action = "ban" if banned else "unban"
     not_yet = User.banned_at.is_(None) if banned else User.banned_at.is_not(None)
     result = session.execute(
@@ -70,17 +80,17 @@ def _set_banned(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         state = "already banned" if banned else "not banned"
         raise ConflictError(f"{target.username} is {state}{_last_by(session, target.id, action)}.")
-    return record_event(session, actor=staff, action=action, note=text, flag_id=flag_id, target_user_id=target.id)
+    return record_event(session, actor=acting, action=action, note=text, flag_id=flag_id, target_user_id=target.id)
 
 
 def _last_by(session: Session, target_user_id: int, action: str) -> str:
-    actor_id = session.scalar(
-        select(ModerationEvent.actor_id)
+    last = session.scalar(
+        select(ModerationEvent)
         .where(ModerationEvent.target_user_id == target_user_id, ModerationEvent.action == action)
         .order_by(ModerationEvent.created_at.desc(), ModerationEvent.id.desc())
         .limit(1)
     )
-    return f" (by {name_of(session, actor_id)})" if actor_id is not None else ""
+    return f" (by {event_actor(session, last)})" if last is not None else ""
 
 
 @dataclass(frozen=True)
@@ -131,18 +141,18 @@ def create_account(
     return user
 
 
-def set_account_role(session: Session, *, actor: User, user_id: int, role: str, note: str = "") -> ModerationEvent:
+def set_account_role(session: Session, *, actor: Actor, user_id: int, role: str, note: str = "") -> ModerationEvent:
     """Only admins change roles, and never their own (so nobody promotes themselves or locks the last admin out)."""
-    admin = require_admin(session, actor)
+    acting = _acting(session, actor, admins_only=True)
     text = clean_note(note)
     users.validate_role(role)
     target = _target(session, user_id)
-    if target.id == admin.id:
+    if isinstance(acting, User) and target.id == acting.id:
         raise PermissionDeniedError("you cannot change your own role; ask another admin")
     previous = target.role
     if previous == role:
         raise ConflictError(f"{target.username} is already a {role}.")
-    users.set_role(session, user=target, role=role)
+    target.role = role
     session.flush()
     details = {"from": previous, "to": role}
-    return record_event(session, actor=admin, action="set_role", note=text, target_user_id=target.id, details=details)
+    return record_event(session, actor=acting, action="set_role", note=text, target_user_id=target.id, details=details)

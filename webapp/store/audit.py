@@ -2,6 +2,8 @@
 
 Rows are only ever inserted: there is deliberately no function that changes or removes one. The action
 vocabulary lives here, not with the flag or account code, because the log is what every action shares.
+A row without an acting user (``actor_id`` NULL, migration 0005) was written by the command line and is
+shown as "cli".
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session, aliased
 from webapp.store import users
 from webapp.store.errors import InvalidInputError
 from webapp.store.models import ModerationEvent, User
-from webapp.store.permissions import require_staff
+from webapp.store.permissions import Actor, Operator, require_staff
 
 FLAG_ACTIONS: tuple[str, ...] = ("dismiss", "confirm", "escalate", "assign", "unassign")
 ACCOUNT_ACTIONS: tuple[str, ...] = ("ban", "unban", "set_role", "create_user")
@@ -49,22 +51,36 @@ def name_of(session: Session, user_id: int | None) -> str:
     return session.scalar(select(User.username).where(User.id == user_id)) or f"user #{user_id}"
 
 
+def actor_label(username: str | None) -> str:
+    """The acting user's name as the log shows it, given the username joined to the row (None: no user)."""
+    return Operator.CLI.value if username is None else username
+
+
+def event_actor(session: Session, event: ModerationEvent) -> str:
+    """Who wrote ``event``, for a message that says who got there first."""
+    return Operator.CLI.value if event.actor_id is None else name_of(session, event.actor_id)
+
+
 def record_event(
     session: Session,
     *,
-    actor: User,
+    actor: Actor,
     action: str,
     note: str = "",
     flag_id: int | None = None,
     target_user_id: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> ModerationEvent:
-    """Append one audit row. There is deliberately no function that changes or removes one."""
-    actor = require_staff(session, actor)
+    """Append one audit row. There is deliberately no function that changes or removes one.
+
+    A staff actor is checked again here, so no caller can write a row in the name of someone who is
+    no longer staff; the command-line operator is written as a NULL ``actor_id``.
+    """
+    actor_id = None if isinstance(actor, Operator) else require_staff(session, actor).id
     if action not in AUDIT_ACTIONS:
         raise InvalidInputError(f"unknown audit action {action!r}")
     event = ModerationEvent(
-        actor_id=actor.id,
+        actor_id=actor_id,
         action=action,
         flag_id=flag_id,
         target_user_id=target_user_id,
@@ -78,7 +94,7 @@ def record_event(
 
 @dataclass(frozen=True)
 class AuditFilter:
-    moderator: str = ""  # username of the acting moderator; empty: everyone
+    moderator: str = ""  # username of the acting moderator, or "cli" for the command line; empty: everyone
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None  # exclusive
@@ -121,16 +137,19 @@ def list_audit(
     acting, target = aliased(User), aliased(User)
     stmt = (
         select(ModerationEvent, acting.username, target.username)
-        .join(acting, acting.id == ModerationEvent.actor_id)
+        .outerjoin(acting, acting.id == ModerationEvent.actor_id)
         .outerjoin(target, target.id == ModerationEvent.target_user_id)
         .order_by(ModerationEvent.created_at.desc(), ModerationEvent.id.desc())
         .limit(limit + 1)
     )
     if filters.moderator.strip():
         who = users.get_user_by_name(session, username=filters.moderator)
-        if who is None:
+        if who is not None:
+            stmt = stmt.where(ModerationEvent.actor_id == who.id)
+        elif filters.moderator.strip().lower() == Operator.CLI.value:
+            stmt = stmt.where(ModerationEvent.actor_id.is_(None))
+        else:
             return AuditPage([], None)
-        stmt = stmt.where(ModerationEvent.actor_id == who.id)
     if filters.action:
         stmt = stmt.where(ModerationEvent.action == filters.action)
     if filters.since:
@@ -144,7 +163,7 @@ def list_audit(
         AuditEntry(
             id=e.id,
             created_at=e.created_at,
-            actor=actor_name,
+            actor=actor_label(actor_name),
             action=e.action,
             flag_id=e.flag_id,
             target_user=target_name,

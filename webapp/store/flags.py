@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from webapp.store.audit import FLAG_ACTIONS, PAST_TENSE, clean_note, name_of, record_event
+from webapp.store.audit import FLAG_ACTIONS, PAST_TENSE, clean_note, event_actor, name_of, record_event
 from webapp.store.conversations import require_message
 from webapp.store.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from webapp.store.models import FLAG_SOURCES, Flag, Message, ModerationEvent, User, utcnow
@@ -113,12 +113,12 @@ def _conflict(session: Session, flag_id: int, action: str) -> StoreError:
     if action == "unassign" and flag.assignee_id is None:
         return ConflictError(f"Flag #{flag_id} is not assigned to anyone.")
     if action == "escalate" and flag.status == "escalated":
-        by = name_of(session, last.actor_id) if last else "someone"
+        by = event_actor(session, last) if last else "someone"
         return ConflictError(f"Flag #{flag_id} was already escalated by {by}.")
     if last is not None:
         return ConflictError(
             f"Flag #{flag_id} changed since you loaded it: {PAST_TENSE.get(last.action, last.action)} by "
-            f"{name_of(session, last.actor_id)}. Reload it and try again."
+            f"{event_actor(session, last)}. Reload it and try again."
         )
     return ConflictError(f"Flag #{flag_id} changed since you loaded it. Reload it and try again.")
 

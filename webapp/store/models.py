@@ -179,7 +179,10 @@ class Flag(Base):
 
 
 class ModerationEvent(Base):
-    """Append-only audit trail; the app never updates or deletes these rows."""
+    """Append-only audit trail; the app never updates or deletes these rows.
+
+    ``actor_id`` is NULL for an action taken at the command line (shown as "cli"; migration 0005).
+    """
 
     __tablename__ = "moderation_events"
     __table_args__ = (
@@ -189,7 +192,7 @@ class ModerationEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(32))
     flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id", ondelete="SET NULL"), default=None)
     target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)

@@ -2,9 +2,14 @@
 
 A role taken away, or a ban, a second ago therefore no longer works, whatever page or API call the
 request came from and however old the ``User`` object the request loaded is.
+
+The one actor without an account is the operator at the command line (``Operator.CLI``): they got past
+the database host's access control, not ours, so no role applies to them, but what they do is audited.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +18,15 @@ from webapp.store.models import User
 
 STAFF_ONLY = "moderators only: your account is not a moderator"
 ADMINS_ONLY = "admins only: only an admin can do this"
+
+
+class Operator(Enum):
+    """An actor with no account; the value is how the audit log names them."""
+
+    CLI = "cli"  # whoever runs `guardchat users ...` on the database host
+
+
+Actor = User | Operator
 
 
 def _current(session: Session, actor: User | None) -> User | None:

@@ -1,4 +1,4 @@
-"""Accounts: creation, sign-in, roles and bans."""
+"""Accounts as rows: creation, validation, sign-in, passwords and sessions (moderation of them: accounts.py)."""
 
 from __future__ import annotations
 
@@ -95,11 +95,6 @@ def list_users(session: Session, *, query: str = "", limit: int = 500) -> list[U
     return list(session.scalars(stmt))
 
 
-def set_role(session: Session, *, user: User, role: str) -> User:
-    user.role = validate_role(role)
-    return user
-
-
 def end_sessions(session: Session, *, user: User) -> User:
     """End every browser session ``user`` has signed in (webapp.api.auth checks the epoch on each request)."""
     user.session_epoch = (user.session_epoch or 0) + 1
@@ -107,12 +102,14 @@ def end_sessions(session: Session, *, user: User) -> User:
 
 
 def ban_user(session: Session, *, user: User) -> User:
+    """Test set-up only: writes no audit row. The app bans through ``webapp.store.accounts.ban_user``."""
     if user.banned_at is None:
         user.banned_at = utcnow()
     return end_sessions(session, user=user)
 
 
 def unban_user(session: Session, *, user: User) -> User:
+    """Test set-up only: writes no audit row. The app unbans through ``webapp.store.accounts.unban_user``."""
     user.banned_at = None
     return user
 
