@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
 
 from tests.app_server import RunningApp, run_app
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import api_keys, users
 from webapp.store.migrate import upgrade
+from webapp.store.models import Message
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +95,47 @@ def test_readyz_follows_triton_down_and_back(monkeypatch: pytest.MonkeyPatch, st
         triton.start()
         assert _wait_for(lambda: httpx.get(f"{app.url}/readyz", timeout=10).status_code == 200)
     TurnGuard.clear_cache()
+
+
+@pytest.fixture
+def standin_app(
+    monkeypatch: pytest.MonkeyPatch, triton_server: Any, request: pytest.FixtureRequest
+) -> Iterator[RunningApp]:
+    # These tests are about the model call. The stand-ins answer a self-check prompt with the directive's
+    # reply (not "no"), and the learned request rail reads the directive syntax ("{{reply:...}}") as a template
+    # injection. rails/eval measures those rails, so here they are switched off.
+    monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
+    monkeypatch.setenv("GUARDCHAT_HARMFUL_REQUEST_THRESHOLD", "1.0")
+    monkeypatch.setenv("GUARDCHAT_JAILBREAK_THRESHOLD", "1.0")
+    settings = _settings(monkeypatch, triton_server.grpc_url, request.param)
+    with run_app(settings, with_ui=False) as app:
+        yield app
+    TurnGuard.clear_cache()
+
+
+@pytest.mark.parametrize("standin_app", ["trtllm_ensemble", "vllm"], indirect=True)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_clients_stop_string_stops_the_model_and_cuts_the_saved_reply(
+    standin_app: RunningApp, triton_server: Any, stream: bool
+) -> None:
+    model = standin_app.settings.triton_model
+    marker = f"[{uuid.uuid4().hex[:12]}]"
+    prompt = f"{marker} {{{{reply:Tea is brewed in hot water. END Then it is poured into cups for everyone.}}}}"
+    oai = openai.OpenAI(base_url=f"{standin_app.url}/v1", api_key=_key(standin_app), max_retries=0, timeout=60)
+    messages: list[Any] = [{"role": "user", "content": prompt}]
+    if stream:
+        chunks = list(oai.chat.completions.create(model=model, messages=messages, stop=["END"], stream=True))
+        reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        done = oai.chat.completions.create(model=model, messages=messages, stop=["END"])
+        reply, finish = done.choices[0].message.content or "", done.choices[0].finish_reason
+    assert reply.strip() == "Tea is brewed in hot water."
+    assert finish == "stop"
+    # The model was told: it stopped at the stop string instead of generating the rest of the reply.
+    record = triton_server.find_request(model, marker, until=lambda r: r.finished)
+    assert record.stop_reason == "stop_word", record
+    # What was saved is what the client got, not the model's whole reply.
+    with standin_app.ctx.db.read() as s:
+        saved = s.scalars(select(Message).where(Message.role == "assistant").order_by(Message.id.desc())).first()
+    assert saved is not None and saved.content.strip() == "Tea is brewed in hot water."

@@ -52,6 +52,7 @@ ABUSE = "you are a worthless idiot, fuck you"
 REFUSED = {400, 401, 403, 404, 405, 409, 413, 422}
 GRADIO_REST_EVENT = re.compile(r"/gradio_api/(api|run|call/v2|call)/[^/]+/?$")
 READ_LIMIT = 200_000  # bytes read from a streaming endpoint before the probe stops listening
+BODY_PAUSE_S = 1.0  # a body that sends nothing for this long has said all it will say to the probe
 
 
 def _collect_surface() -> list[Endpoint]:
@@ -222,11 +223,13 @@ def call_http(endpoint: Endpoint, world: World, *, as_bob: bool) -> Answer:
     if path.startswith("/v1/") and as_bob:
         headers["Authorization"] = f"Bearer {world.bob_key}"
     cookies = world.bob_cookies if as_bob else {}
-    timeout = httpx.Timeout(30.0, read=1.0)
-    with httpx.Client(base_url=world.app.url, cookies=cookies, timeout=timeout) as client:
+    with httpx.Client(base_url=world.app.url, cookies=cookies, timeout=30.0) as client:
         with client.stream(endpoint.method, path, headers=headers, **options) as response:
             body = bytearray()
             # Some endpoints stream for as long as the client listens (queue data, heartbeats): sample them.
+            # The answer's headers may take a while on a loaded machine; the body is then read until it pauses
+            # for a second. httpcore takes the body's read timeout from the request when the body is first read.
+            response.request.extensions["timeout"] = {**response.request.extensions["timeout"], "read": BODY_PAUSE_S}
             with contextlib.suppress(httpx.ReadTimeout):
                 for chunk in response.iter_bytes():
                     body.extend(chunk)

@@ -17,7 +17,6 @@ from webapp.api.body_limit import BodyTooLargeError
 from webapp.api.context import AppContext
 from webapp.chat.events import ReplyDelta, ReplyRetracted, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
-from webapp.llm.streaming import StopScanner
 from webapp.llm.templates import ChatTurn
 from webapp.store import api_keys
 from webapp.store.errors import InvalidInputError, NotFoundError
@@ -173,7 +172,6 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
                 )
             conversation_id = _conversation_id(conversation)
             earlier = [] if conversation_id is not None else [ChatTurn(m.role, m.content) for m in turns[:-1]]
-            stops = _stops(body)
             events = ctx.chat.send(
                 user=user,
                 text=turns[-1].content,
@@ -181,6 +179,7 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
                 sampling=_sampling(body),
                 system_prompt="\n".join(system) if system else None,
                 earlier_turns=earlier,
+                stop=_stops(body),
             )
             first = await anext(events)  # runs validation, limits and persistence before we answer
         except APIError as exc:
@@ -204,7 +203,7 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
         headers = {CONVERSATION_HEADER: str(first.conversation_id)}
         if body.stream:
             return StreamingResponse(
-                _stream(events, completion_id, created, body.model, stops),
+                _stream(events, completion_id, created, body.model),
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -219,8 +218,7 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
                 headers=headers,
             ).response()
             return failure
-        reply = _cut(ended.reply, stops)
-        return JSONResponse(_completion(completion_id, created, body.model, reply, ended), headers=headers)
+        return JSONResponse(_completion(completion_id, created, body.model, ended.reply, ended), headers=headers)
 
     return router
 
@@ -261,11 +259,6 @@ def _conversation_id(header: str | None) -> int | None:
         return int(header)
     except ValueError:
         raise APIError(400, f"{CONVERSATION_HEADER} must be a conversation id", type_="invalid_request_error") from None
-
-
-def _cut(text: str, stops: list[str]) -> str:
-    scanner = StopScanner(stops)
-    return scanner.feed(text) + scanner.flush()
 
 
 def _finish_reason(ended: TurnEnded) -> str:
@@ -334,27 +327,20 @@ def _chunk(
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def _stream(
-    events: AsyncIterator[Any], cid: str, created: int, model: str, stops: list[str]
-) -> AsyncIterator[str]:
-    scanner = StopScanner(stops)
+async def _stream(events: AsyncIterator[Any], cid: str, created: int, model: str) -> AsyncIterator[str]:
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     sent_any = False
     async for event in events:
-        if isinstance(event, ReplyDelta) and not scanner.stopped:
-            text = scanner.feed(event.text)
-            if text:
+        if isinstance(event, ReplyDelta):
+            if event.text:
                 sent_any = True
-                yield _chunk(cid, created, model, {"content": text})
+                yield _chunk(cid, created, model, {"content": event.text})
         elif isinstance(event, ReplyRetracted):
             # OpenAI's format cannot take text back; the content_filter finish tells clients to drop it.
             sent_any = True
         elif isinstance(event, TurnEnded):
-            tail = scanner.flush()
             if event.status == "blocked":
                 yield _chunk(cid, created, model, {"content": ("\n\n" if sent_any else "") + event.reply})
-            elif tail:
-                yield _chunk(cid, created, model, {"content": tail})
             if event.status == "error":
                 error = {"message": event.error, "type": "model_error", "code": event.error_code}
                 yield f"data: {json.dumps({'error': error})}\n\n"

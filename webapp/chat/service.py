@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -153,10 +153,12 @@ class ChatService:
         sampling: dict[str, Any] | None = None,
         system_prompt: str | None = None,
         earlier_turns: Sequence[ChatTurn] = (),
+        stop: Sequence[str] = (),
     ) -> AsyncGenerator[ChatEvent, None]:
         """Run one turn. Raises LimitError / NotFoundError / InvalidInputError before anything is saved.
 
         ``earlier_turns`` (API clients that send a whole history) are saved into a new conversation first.
+        ``stop``: strings that end this reply (the model stops there); not saved with the conversation.
         """
         content = clean_message(text, max_chars=self.limits.max_message_chars)
         if earlier_turns and conversation_id is not None:
@@ -172,6 +174,8 @@ class ChatService:
             prepared = await asyncio.to_thread(
                 self._prepare, user, content, conversation_id, sampling or {}, system_prompt, earlier_turns
             )
+            if stop:
+                prepared = replace(prepared, params=prepared.params.model_copy(update={"stop": tuple(stop)}))
             # aclosing: a caller that stops iterating (Stop button, disconnect) closes the turn at once, so
             # its partial reply is saved now rather than whenever the abandoned generator is collected.
             async with contextlib.aclosing(self._run(user, prepared, checked_input)) as events:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
@@ -284,12 +284,14 @@ class TurnGuard:
     async def _deltas(self, history: Sequence[ChatTurn], params: GenerationParams) -> AsyncIterator[str]:
         model = self._loaded.chat_model
         messages = [_to_langchain(turn) for turn in history]
-        sampling = {
+        sampling: dict[str, Any] = {
             "temperature": params.temperature,
             "top_p": params.top_p,
             "top_k": params.top_k,
             "max_new_tokens": params.max_new_tokens,
         }
+        if params.stop:
+            sampling["stop"] = list(params.stop)
         if isinstance(model, TextStreamingModel):
             async with contextlib.aclosing(model.stream_text(messages, **sampling)) as deltas:
                 async for delta in deltas:

@@ -229,10 +229,12 @@ class TritonChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output=self._metadata(fitted))
 
-    async def stream_text(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncGenerator[str, None]:
+    async def stream_text(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncGenerator[str, None]:
         """The reply as text deltas (webapp.llm.registry.TextStreamingModel): what ``astream`` yields, minus
         LangChain's chunk objects, run managers and callbacks, which cost ~0.1 ms per token."""
-        fitted, params, stops = self._prepare(list(messages), None, kwargs)
+        fitted, params, stops = self._prepare(list(messages), stop, kwargs)
         async with contextlib.aclosing(self.client.stream(fitted.text, params, stops)) as deltas:
             async for delta in deltas:
                 yield delta

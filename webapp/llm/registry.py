@@ -22,7 +22,8 @@ _FACTORIES: dict[str, ChatModelFactory] = {}
 @runtime_checkable
 class TextStreamingModel(Protocol):
     """A chat model that can also stream a reply as plain text deltas, without LangChain's per-chunk message
-    objects and callbacks. The guarded turn's main generation uses it when the model offers it."""
+    objects and callbacks. The guarded turn's main generation uses it when the model offers it. ``stop`` (a
+    list of strings) ends the reply before the first one, as for ``astream``."""
 
     def stream_text(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncGenerator[str, None]: ...
 
