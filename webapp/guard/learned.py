@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -56,6 +57,7 @@ class Assessment:
     attack: float  # probability mass on jailbreak and prompt injection
     category: str  # likeliest unsafe category
     read_as: str  # "as written", "deobfuscated" or "window N"
+    second_opinion: bool = False  # judged by the head over both encoders
 
 
 def windows(text: str, words: int = WINDOW_WORDS) -> list[str]:
@@ -99,7 +101,7 @@ class LearnedHead:
             ) from exc
         if SAFE not in self.labels:
             raise ClassifierLoadError(f"learned rail model {path} has no '{SAFE}' class")
-        self._safe = self.labels.index(SAFE)
+        self.safe_index = self.labels.index(SAFE)
         self._harm = [i for i, label in enumerate(self.labels) if label in HARM_CATEGORIES]
         self._attack = [i for i, label in enumerate(self.labels) if label in ATTACK_CATEGORIES]
 
@@ -114,11 +116,11 @@ class LearnedHead:
 
     def assess_rows(self, probs: np.ndarray, read_as: Sequence[str]) -> Assessment:
         """The reading with the highest unsafe probability."""
-        unsafe = 1.0 - probs[:, self._safe]
+        unsafe = 1.0 - probs[:, self.safe_index]
         best = int(np.argmax(unsafe))
         row = probs[best]
         masked = row.copy()
-        masked[self._safe] = -1.0
+        masked[self.safe_index] = -1.0
         return Assessment(
             unsafe=float(unsafe[best]),
             harm=float(row[self._harm].sum()) if self._harm else 0.0,
@@ -128,16 +130,43 @@ class LearnedHead:
         )
 
 
+class Embedder(Protocol):
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """A head over both encoders' embeddings (first, then second, concatenated), asked when the first head's
+    unsafe score is at least ``from_score``: its assessment replaces the first one."""
+
+    head: LearnedHead
+    encoder: Embedder  # webapp.guard.second_encoder.SecondEncoder
+    from_score: float
+
+
 class LearnedClassifier:
     """Encoder + head: ``assess(text)`` reads the text every way described in the module docstring."""
 
-    def __init__(self, head: LearnedHead, encoder: SentenceEncoder) -> None:
+    def __init__(self, head: LearnedHead, encoder: SentenceEncoder, second: SecondOpinion | None = None) -> None:
         self.head = head
+        self.second = second
         self._encoder = encoder
 
     @classmethod
-    def load(cls, path: Path, encoder: SentenceEncoder | None = None) -> LearnedClassifier:
-        return cls(LearnedHead(path), encoder or shared_encoder())
+    def load(
+        cls, path: Path, encoder: SentenceEncoder | None = None, second: SecondOpinion | None = None
+    ) -> LearnedClassifier:
+        return cls(LearnedHead(path), encoder or shared_encoder(), second)
+
+    def _judge(self, readings: list[str], labels: list[str], embedded: np.ndarray, probs: np.ndarray) -> Assessment:
+        first = self.head.assess_rows(probs, labels)
+        if self.second is None or first.unsafe < self.second.from_score:
+            return first
+        # Only the readings the first head found suspicious are read again: the second encoder is the slow one.
+        asked = np.flatnonzero(1.0 - probs[:, self.head.safe_index] >= self.second.from_score)
+        both = np.hstack([embedded[asked], self.second.encoder.embed([readings[i] for i in asked])])
+        found = self.second.head.assess_rows(self.second.head.probabilities(both), [labels[i] for i in asked])
+        return Assessment(found.unsafe, found.harm, found.attack, found.category, found.read_as, second_opinion=True)
 
     @staticmethod
     def readings(text: str) -> tuple[list[str], list[str]]:
@@ -153,18 +182,21 @@ class LearnedClassifier:
         return texts, labels
 
     def assess(self, text: str) -> Assessment:
-        texts, labels = self.readings(text)
-        return self.head.assess_rows(self.head.probabilities(self._encoder.embed(texts)), labels)
+        return self.assess_many([text])[0]
 
     def assess_many(self, texts: Sequence[str]) -> list[Assessment]:
         """``assess`` for several texts in one embedding batch."""
         plan = [self.readings(t) for t in texts]
         flat = [t for readings, _ in plan for t in readings]
-        probs = self.head.probabilities(self._encoder.embed(flat)) if flat else np.zeros((0, len(self.head.labels)))
+        if not flat:
+            return []
+        embedded = self._encoder.embed(flat)
+        probs = self.head.probabilities(embedded)
         out, start = [], 0
         for readings, labels in plan:
-            out.append(self.head.assess_rows(probs[start : start + len(readings)], labels))
-            start += len(readings)
+            end = start + len(readings)
+            out.append(self._judge(readings, labels, embedded[start:end], probs[start:end]))
+            start = end
         return out
 
 
@@ -172,4 +204,5 @@ def describe(assessment: Assessment, family: str, part: str | None = None) -> st
     """A moderator-facing reason: the category, the score, how the text was read and which part it was."""
     where = f"{part}: " if part else ""
     how = "" if assessment.read_as == "as written" else f", {assessment.read_as}"
+    how += ", second opinion" if assessment.second_opinion else ""
     return f"{where}{family} ({assessment.category.replace('_', ' ')}, score {assessment.unsafe:.2f}{how})"

