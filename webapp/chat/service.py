@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from webapp.chat import metrics
+from webapp.chat.checkpoints import StreamCheckpoints
 from webapp.chat.events import (
     ChatEvent,
     InputChecked,
@@ -141,6 +142,7 @@ class ChatService:
         self.settings = settings
         self.limits = TurnLimits.from_settings(settings)
         self.tokens: TokenCounter = counter_for(settings)
+        self.checkpoints = StreamCheckpoints(database, interval_s=settings.stream_save_interval_s)
 
     # --- one turn -----------------------------------------------------------------------------
 
@@ -309,11 +311,11 @@ class ChatService:
                         metrics.TTFT_SECONDS.observe(time.perf_counter() - started)
                         first_token = False
                     shown.append(event.text)
-                    saver.offer("".join(shown))
+                    saver.offer(shown)
                     yield ReplyDelta(event.text)
                 elif isinstance(event, Retract):
                     shown.clear()
-                    saver.offer("", now=True)
+                    saver.offer(shown, now=True)
                     yield ReplyRetracted()
                 elif isinstance(event, TurnFinished):
                     latency = int((time.perf_counter() - started) * 1000)
@@ -431,10 +433,6 @@ class ChatService:
             error_code=code,
         )
 
-    def _save_streamed(self, user: User, message_id: int, content: str) -> None:
-        with self.db.write() as session:
-            conv.save_streamed_text(session, user=user, message_id=message_id, content=content)
-
     def _interrupt(self, user: User, p: _Prepared, partial: str, started: float) -> None:
         with self.db.write() as session:
             user_msg = conv.require_message(session, user=user, message_id=p.user_message_id)
@@ -451,48 +449,21 @@ class ChatService:
 
 
 class _StreamSaver:
-    """Saves a streaming reply's shown text in the background, at most every ``stream_save_interval_s``.
-
-    One save in flight per turn, never awaited by the stream, so a slow database does not slow the tokens.
-    A save that lands after the turn ended changes nothing (``save_streamed_text`` only updates `streaming`).
-    """
-
-    _running: set[asyncio.Task[None]] = set()  # strong references: the loop only keeps weak ones
+    """One turn's handle on the process's stream checkpoints (webapp/chat/checkpoints.py): never awaited by
+    the stream, so a slow database does not slow the tokens."""
 
     def __init__(self, service: ChatService, user: User, message_id: int) -> None:
-        self._service = service
-        self._user = user
+        self._checkpoints = service.checkpoints
         self._message_id = message_id
-        self._interval = service.settings.stream_save_interval_s
-        self._last = time.monotonic()
-        self._pending: str | None = None
-        self._urgent = False
-        self._task: asyncio.Task[None] | None = None
+        self._checkpoints.begin(user, message_id)
 
-    def offer(self, content: str, *, now: bool = False) -> None:
-        """``now``: save at once (a retraction must not survive a crash in the saved text)."""
-        self._pending = content
-        self._urgent = self._urgent or now
-        if self._task is None and (self._urgent or time.monotonic() - self._last >= self._interval):
-            self._task = asyncio.create_task(self._save())
-            self._running.add(self._task)
-            self._task.add_done_callback(self._running.discard)
-
-    async def _save(self) -> None:
-        try:
-            while self._pending is not None:
-                content, self._pending, self._urgent = self._pending, None, False
-                self._last = time.monotonic()
-                await asyncio.to_thread(self._service._save_streamed, self._user, self._message_id, content)
-                if not self._urgent and time.monotonic() - self._last < self._interval:
-                    break
-        except Exception:
-            log.warning("could not save the streamed reply so far", exc_info=True)
-        finally:
-            self._task = None
+    def offer(self, shown: list[str], *, now: bool = False) -> None:
+        """``shown``: the turn's pieces shown so far. ``now``: save at once (a retraction must not survive a
+        crash in the saved text)."""
+        self._checkpoints.offer(self._message_id, shown, now=now)
 
     def close(self) -> None:
-        self._pending = None
+        self._checkpoints.end(self._message_id)
 
 
 def record_turn(ended: TurnEnded, verdict: Verdict) -> None:
