@@ -148,6 +148,44 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_export_moderation(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from webapp.moderation.cases import export_cases
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ValueError(f"--since {args.since!r} is not a date (YYYY-MM-DD or an ISO timestamp)") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    with _db(settings).read() as session:
+        summary = export_cases(session, Path(args.file), since=since, redact_contacts=args.redact_contacts)
+    print(f"{summary.written} resolved flags written to {args.file} ({summary.skipped} without their text)")
+    return 0
+
+
+# `guardchat eval FILE...` takes files, so its export command is parsed on its own (see main).
+EXPORT_MODERATION = ("eval", "export-moderation")
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardchat eval export-moderation",
+        description="Write moderators' resolved flags as eval cases (JSONL, rails/eval's format). Usernames are "
+        "never written.",
+    )
+    parser.add_argument("file", help="the JSONL file to write")
+    parser.add_argument("--since", help="only flags resolved at or after this date (YYYY-MM-DD, UTC)")
+    parser.add_argument(
+        "--redact-contacts", action="store_true", help="replace e-mail addresses and phone numbers in the text"
+    )
+    parser.set_defaults(handler=cmd_eval_export_moderation)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guardchat", description="GuardChat: guarded chat on Triton.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="fit the learned rails on rails/eval (train split) and write rails/models and rails/eval/split"
     ).set_defaults(handler=cmd_rails_train)
 
-    ev = sub.add_parser("eval", help="run JSONL prompt files through the rails")
+    ev = sub.add_parser(
+        "eval",
+        help="run JSONL prompt files through the rails (`guardchat eval export-moderation FILE` writes one from "
+        "moderators' verdicts)",
+    )
     ev.add_argument("files", nargs="+", help='JSONL files of {"text": ..., "should_refuse": true|false}')
     ev.add_argument("--input-only", action="store_true", help="run the input rails only (no model calls)")
     ev.set_defaults(handler=cmd_eval)
@@ -222,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    exporting = tuple(argv[:2]) == EXPORT_MODERATION
+    args = build_export_parser().parse_args(argv[2:]) if exporting else build_parser().parse_args(argv)
     try:
         settings = get_settings()
         handler: Handler = args.handler
