@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from webapp.settings import Settings, get_settings
 from webapp.store import accounts, api_keys, users
@@ -148,27 +149,52 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--since {value!r} is not a date (YYYY-MM-DD or an ISO timestamp)") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
 def cmd_eval_export_moderation(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
     from pathlib import Path
 
     from webapp.moderation.cases import export_cases
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise ValueError(f"--since {args.since!r} is not a date (YYYY-MM-DD or an ISO timestamp)") from None
-        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    since = _since(args.since)
     with _db(settings).read() as session:
         summary = export_cases(session, Path(args.file), since=since, redact_contacts=args.redact_contacts)
     print(f"{summary.written} resolved flags written to {args.file} ({summary.skipped} without their text)")
     return 0
 
 
-# `guardchat eval FILE...` takes files, so its export command is parsed on its own (see main).
-EXPORT_MODERATION = ("eval", "export-moderation")
+def cmd_eval_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from webapp.guard.turn import TurnGuard
+    from webapp.moderation.replay import format_report, replay, replay_settings, stored_turns
+
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    with _db(settings).read() as session:
+        turns = stored_turns(
+            session, since=_since(args.since), limit=args.limit, window_turns=settings.input_window_turns
+        )
+    print(f"replaying {len(turns)} stored turns through today's rails (no model calls)", file=sys.stderr)
+    guard = TurnGuard.load(replay_settings(settings))
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            width = 30
+            bar = "#" * (width * done // total)
+            print(f"\r[{bar:<{width}}] {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+
+    report = asyncio.run(replay(guard, turns, progress=progress))
+    print(format_report(report, self_check_was_on=settings.self_check_enabled))
+    return 0
 
 
 def build_export_parser() -> argparse.ArgumentParser:
@@ -184,6 +210,25 @@ def build_export_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=cmd_eval_export_moderation)
     return parser
+
+
+def build_replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardchat eval replay",
+        description="Run today's rails over stored turns (no model calls) and report where their decision "
+        "differs from the recorded one, by rail and by moderators' verdicts.",
+    )
+    parser.add_argument("--since", help="only turns from this date on (YYYY-MM-DD, UTC)")
+    parser.add_argument("--limit", type=int, default=10_000, help="at most this many turns, oldest first")
+    parser.set_defaults(handler=cmd_eval_replay)
+    return parser
+
+
+# `guardchat eval FILE...` takes files, so its own commands are parsed on their own (see main).
+EVAL_COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "export-moderation": build_export_parser,
+    "replay": build_replay_parser,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="run JSONL prompt files through the rails (`guardchat eval export-moderation FILE` writes one from "
-        "moderators' verdicts)",
+        help="run JSONL prompt files through the rails (also `guardchat eval export-moderation FILE`: one from "
+        "moderators' verdicts; `guardchat eval replay`: today's rails over stored turns)",
     )
     ev.add_argument("files", nargs="+", help='JSONL files of {"text": ..., "should_refuse": true|false}')
     ev.add_argument("--input-only", action="store_true", help="run the input rails only (no model calls)")
@@ -265,8 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
-    exporting = tuple(argv[:2]) == EXPORT_MODERATION
-    args = build_export_parser().parse_args(argv[2:]) if exporting else build_parser().parse_args(argv)
+    own = EVAL_COMMANDS.get(argv[1]) if len(argv) > 1 and argv[0] == "eval" else None
+    args = own().parse_args(argv[2:]) if own else build_parser().parse_args(argv)
     try:
         settings = get_settings()
         handler: Handler = args.handler

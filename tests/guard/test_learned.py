@@ -97,7 +97,7 @@ def test_rails_without_their_trained_models_stop_loading_with_the_file_named(tmp
 async def test_a_learned_rail_that_errors_mid_turn_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     guard = TurnGuard.load(scripted_settings())
 
-    def broken(self: LearnedClassifier, text: str) -> object:
+    def broken(self: LearnedClassifier, text: str, **options: object) -> object:
         raise RuntimeError("encoder crashed")
 
     monkeypatch.setattr(LearnedClassifier, "assess", broken)

@@ -15,9 +15,11 @@ from sqlalchemy import create_engine, text
 from tests.app_server import RunningApp
 from tests.conftest import PROJECT_ROOT
 from tests.db_fixtures import PG_ADMIN_URL
+from tests.guard.scripted_model import SCRIPT
 from tests.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
 from tests.moderation.staff_server import run_staff_app
 from webapp.api.context import AppContext
+from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store.engine import Database
 from webapp.store.migrate import upgrade
@@ -117,3 +119,14 @@ def staff_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaffApp]:
         # Recent days, so the stats tab's default range shows them.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
         yield StaffApp(app, seed_queue(app.ctx.db, start=start), unguarded)
+
+
+@pytest.fixture
+def scripted_chat_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "scripted")
+    monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
+    SCRIPT.reset()
+    TurnGuard.clear_cache()
+    yield Settings()
+    TurnGuard.clear_cache()
+    SCRIPT.reset()

@@ -7,83 +7,23 @@ seam), on SQLite and PostgreSQL; a moderator resolves the flags; the export is r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from tests.guard.scripted_model import SCRIPT
-from webapp.chat.events import TurnEnded
-from webapp.chat.service import ChatService
+from tests.moderation.flagged_turns import ABUSE, seed_flagged_turns
 from webapp.cli import main
 from webapp.guard.evaluation import run_eval_async
-from webapp.guard.turn import TurnGuard
 from webapp.moderation.cases import export_cases, redact
 from webapp.settings import Settings
-from webapp.store import users
 from webapp.store.engine import Database
-from webapp.store.flags import act_on_flag, report_message
-from webapp.store.models import Flag, User
-
-ABUSE = "you are a worthless idiot, fuck you"
-ABUSIVE_REPLY = "Calm words here. " * 12 + "You are a fucking worthless idiot."
-
-
-@pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "scripted")
-    monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
-    SCRIPT.reset()
-    TurnGuard.clear_cache()
-    yield Settings()
-    TurnGuard.clear_cache()
-    SCRIPT.reset()
-
-
-async def _turn(service: ChatService, user: User, text: str) -> TurnEnded:
-    events = [e async for e in service.send(user=user, text=text)]
-    ended = events[-1]
-    assert isinstance(ended, TurnEnded)
-    return ended
-
-
-async def _seed(database: Database, settings: Settings) -> dict[str, int]:
-    """Four flags: a blocked request (confirmed), a blocked reply (dismissed), a reported reply (confirmed),
-    and a blocked request nobody has resolved yet."""
-    service = ChatService(database=database, guard=TurnGuard.load(settings), settings=settings)
-    with database.write() as s:
-        alice = users.create_user(s, username="alice", password="password123")
-        moderator = users.create_user(s, username="mod", password="password123", role="moderator")
-    await _turn(service, alice, f"{ABUSE}, mail me at alice@example.org")
-    SCRIPT.reply = lambda _: ABUSIVE_REPLY
-    blocked_reply = await _turn(service, alice, "Say something nice")
-    assert blocked_reply.status == "blocked"
-    SCRIPT.reply = lambda text: f"Here is a calm answer about {text}."
-    allowed = await _turn(service, alice, "Tell me about tea")
-    assert allowed.status == "complete"
-    await _turn(service, alice, f"{ABUSE} again")
-    with database.write() as s:
-        report_message(s, user=alice, message_id=allowed.assistant_message_id, reason="this was rude")
-        flags = {(f.source, f.id) for f in s.scalars(select(Flag))}
-        ids = sorted(i for source, i in flags if source == "input_rail")
-        by_source = {
-            "input": ids[0],
-            "open": ids[1],
-            "output": next(i for source, i in flags if source == "output_rail"),
-            "report": next(i for source, i in flags if source == "user_report"),
-        }
-        act_on_flag(s, actor=moderator, flag_id=by_source["input"], action="confirm")
-        act_on_flag(s, actor=moderator, flag_id=by_source["output"], action="dismiss")
-        act_on_flag(s, actor=moderator, flag_id=by_source["report"], action="confirm")
-    return by_source
 
 
 async def test_resolved_flags_export_as_cases_that_eval_reproduces(
-    database: Database, settings: Settings, tmp_path: Path
+    database: Database, scripted_chat_settings: Settings, tmp_path: Path
 ) -> None:
-    flags = await _seed(database, settings)
+    flags = await seed_flagged_turns(database, scripted_chat_settings)
     out = tmp_path / "moderation.jsonl"
     with database.read() as s:
         summary = export_cases(s, out, redact_contacts=True)
@@ -99,13 +39,13 @@ async def test_resolved_flags_export_as_cases_that_eval_reproduces(
     assert request["text"].startswith(ABUSE) and request["source"] == "input_rail" and request["rail"]
     reply = cases[flags["output"]]
     assert reply["should_refuse"] is False and reply["text"] == "Say something nice"
-    assert "worthless idiot" in reply["reply"]  # what the output rails stopped, not the refusal shown
+    assert "You are a fucking" in reply["reply"]  # what the output rails stopped, not the refusal shown
     report = cases[flags["report"]]
     assert report["should_refuse"] is True and report["recorded"] == "allowed"
     assert report["reply"] == "Here is a calm answer about Tell me about tea."
 
     # The round trip: today's rails decide each exported case as they did when it was flagged.
-    results = (await run_eval_async([out], settings, full_turn=False)).results
+    results = (await run_eval_async([out], scripted_chat_settings, full_turn=False)).results
     assert len(results) == 3
     for result in results:
         recorded = json.loads(out.read_text("utf-8").splitlines()[int(result.case.source.rsplit(":", 1)[1]) - 1])
@@ -113,9 +53,9 @@ async def test_resolved_flags_export_as_cases_that_eval_reproduces(
 
 
 async def test_since_keeps_only_flags_resolved_from_that_day(
-    database: Database, settings: Settings, tmp_path: Path
+    database: Database, scripted_chat_settings: Settings, tmp_path: Path
 ) -> None:
-    await _seed(database, settings)
+    await seed_flagged_turns(database, scripted_chat_settings)
     out = tmp_path / "later.jsonl"
     with database.read() as s:
         assert export_cases(s, out, since=datetime.now(UTC) + timedelta(days=1)).written == 0

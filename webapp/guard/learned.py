@@ -158,9 +158,11 @@ class LearnedClassifier:
     ) -> LearnedClassifier:
         return cls(LearnedHead(path), encoder or shared_encoder(), second)
 
-    def _judge(self, readings: list[str], labels: list[str], embedded: np.ndarray, probs: np.ndarray) -> Assessment:
+    def _judge(
+        self, readings: list[str], labels: list[str], embedded: np.ndarray, probs: np.ndarray, *, second: bool
+    ) -> Assessment:
         first = self.head.assess_rows(probs, labels)
-        if self.second is None or first.unsafe < self.second.from_score:
+        if not second or self.second is None or first.unsafe < self.second.from_score:
             return first
         # Only the readings the first head found suspicious are read again: the second encoder is the slow one.
         asked = np.flatnonzero(1.0 - probs[:, self.head.safe_index] >= self.second.from_score)
@@ -181,10 +183,11 @@ class LearnedClassifier:
             labels.append(f"window {i}")
         return texts, labels
 
-    def assess(self, text: str) -> Assessment:
-        return self.assess_many([text])[0]
+    def assess(self, text: str, *, second_opinion: bool = True) -> Assessment:
+        """``second_opinion``: False keeps to the first head (the second one was measured on single messages)."""
+        return self.assess_many([text], second_opinion=second_opinion)[0]
 
-    def assess_many(self, texts: Sequence[str]) -> list[Assessment]:
+    def assess_many(self, texts: Sequence[str], *, second_opinion: bool = True) -> list[Assessment]:
         """``assess`` for several texts in one embedding batch."""
         plan = [self.readings(t) for t in texts]
         flat = [t for readings, _ in plan for t in readings]
@@ -195,7 +198,7 @@ class LearnedClassifier:
         out, start = [], 0
         for readings, labels in plan:
             end = start + len(readings)
-            out.append(self._judge(readings, labels, embedded[start:end], probs[start:end]))
+            out.append(self._judge(readings, labels, embedded[start:end], probs[start:end], second=second_opinion))
             start = end
         return out
 

@@ -91,15 +91,19 @@ class SafetyModels:
             return SafetyFinding(describe(a, "harmful request", part), a.unsafe, a.category, part)
         return None
 
-    def judge_request(self, text: str, *, part: str = "new message") -> tuple[SafetyFinding | None, float]:
+    def judge_request(
+        self, text: str, *, part: str = "new message", second_opinion: bool = True
+    ) -> tuple[SafetyFinding | None, float]:
         """A user message (or system prompt) that asks for harm, jailbreaks or injects instructions."""
         if len(text.split()) < MIN_REQUEST_WORDS:
             return None, 0.0
-        assessment = self.requests.assess(text)
+        assessment = self.requests.assess(text, second_opinion=second_opinion)
         return self._request_finding(assessment, part), assessment.unsafe
 
-    def check_request(self, text: str, *, part: str = "new message") -> SafetyFinding | None:
-        return self.judge_request(text, part=part)[0]
+    def check_request(
+        self, text: str, *, part: str = "new message", second_opinion: bool = True
+    ) -> SafetyFinding | None:
+        return self.judge_request(text, part=part, second_opinion=second_opinion)[0]
 
     def judge_reply(self, text: str, *, part: str = "reply") -> tuple[SafetyFinding | None, float]:
         """Assistant text with harmful content (the content-safety categories)."""
@@ -138,7 +142,9 @@ class SafetyModels:
         window = context.window(new_message)
         if window is not None:
             part = f"recent user turns ({len(context.earlier_user_turns)} earlier + new message)"
-            finding = self.check_request(window, part=part)
+            # The first head only: the second opinion was chosen on single messages, and on a window of several
+            # suspicious turns it cost 100 ms or more a turn (bench/replay.py: 23 -> 149 ms a stored turn).
+            finding = self.check_request(window, part=part, second_opinion=False)
             if finding is not None:
                 return finding
         for i, turn in enumerate(context.client_assistant_turns, start=1):
