@@ -81,81 +81,130 @@ class MarkupNeutraliser:
         raw = self._raw
         return final or len(raw) - i > lookahead or "\n" in raw[i : i + lookahead + 1]
 
+    def _at_line_start(self, i: int) -> bool:
+        return i == 0 or self._raw[i - 1] == "\n"
+
     def _advance(self, *, final: bool) -> str:
-        raw = self._raw
         out: list[str] = []
         i = self._pos
-        while i < len(raw):
-            at_line_start = i == 0 or raw[i - 1] == "\n"
+        while i < len(self._raw):
             if self._fence is not None:
-                if at_line_start:
-                    if not self._decidable(i, _LOOKAHEAD, final=final):
-                        break
-                    if self._closes_fence(i):
-                        self._fence = None
-                # Verbatim to the end of the line: the next decision is at the next line start.
-                end = raw.find("\n", i)
-                end = len(raw) if end == -1 else end + 1
-                out.append(raw[i:end])
-                i = end
-                continue
-            if at_line_start:
-                opens = self._may_open_fence(i, final=final)
-                if opens is None or (opens and not self._decidable(i, 8, final=final)):
-                    break
-                fence = _FENCE_OPEN.match(raw, i) if opens else None
-                if fence:
-                    self._fence = fence.group(1)
-                    end = raw.find("\n", i)
-                    end = len(raw) if end == -1 else end + 1
-                    out.append(raw[i:end])
-                    i = end
-                    continue
-                if raw[i] == "[":
-                    if not self._decidable(i, _LOOKAHEAD, final=final):
-                        break
-                    if _LINK_DEFINITION.match(raw, i):
-                        target_at = raw.index("]:", i) + 2
-                        if _DANGEROUS_TARGET.match(raw, target_at):
-                            self.findings["link"] += 1
-                            out.append("\\")
-            char = raw[i]
-            if char == "`" and not self._escaped(i):
-                span_end = self._code_span_end(i, final=final)
-                if span_end is None:
-                    break  # an unclosed code span: hold it back until it closes or cannot be one
-                if span_end == i:  # never closes: the backticks are literal text
-                    span_end = i
-                    while span_end < len(raw) and raw[span_end] == "`":
-                        span_end += 1
-                out.append(raw[i:span_end])
-                i = span_end
-                continue
-            if char in "<!]" and not self._decidable(i, 1, final=final):
-                break
-            if char == "<" and not self._escaped(i) and _TAG_START.match(raw, i + 1):
-                self.findings["html"] += 1
-                out.append("\\<")
-            elif char == "!" and raw.startswith("[", i + 1) and not self._escaped(i):
-                self.findings["image"] += 1
-                out.append("!\\[")
-                i += 2
-                continue
-            elif char == "]" and raw.startswith("(", i + 1) and not self._escaped(i):
-                if not self._decidable(i, 32, final=final):
-                    break
-                if _DANGEROUS_TARGET.match(raw, i + 2):
-                    self.findings["link"] += 1
-                    out.append("]\\(")
-                else:
-                    out.append("](")
-                i += 2
-                continue
+                step = self._fenced_line(i, out, final=final)
             else:
-                out.append(char)
-            i += 1
+                step = self._unfenced(i, out, final=final)
+            if step is None:
+                break  # undecided: hold the rest back until more text arrives (or the stream ends)
+            i = step
         self._pos = i
         return "".join(out)
+
+    # Each step below appends the safe text for what it consumed to ``out`` and returns where the next step
+    # starts, or None when the text seen so far cannot decide it yet (nothing is appended then).
+
+    def _verbatim_line(self, i: int, out: list[str]) -> int:
+        end = self._raw.find("\n", i)
+        end = len(self._raw) if end == -1 else end + 1
+        out.append(self._raw[i:end])
+        return end
+
+    def _literal(self, i: int, out: list[str]) -> int:
+        out.append(self._raw[i])
+        return i + 1
+
+    def _fenced_line(self, i: int, out: list[str], *, final: bool) -> int | None:
+        """Inside a fenced code block: a line start may close the fence; the line is verbatim either way."""
+        if self._at_line_start(i):
+            if not self._decidable(i, _LOOKAHEAD, final=final):
+                return None
+            if self._closes_fence(i):
+                self._fence = None
+        # Verbatim to the end of the line: the next decision is at the next line start.
+        return self._verbatim_line(i, out)
+
+    def _unfenced(self, i: int, out: list[str], *, final: bool) -> int | None:
+        if self._at_line_start(i):
+            step = self._line_start(i, out, final=final)
+            if step != i:  # undecided, or the line opened a fence and was consumed
+                return step
+        return self._inline(i, out, final=final)
+
+    def _line_start(self, i: int, out: list[str], *, final: bool) -> int | None:
+        """The decisions made only at a line start: a fence opening, a link definition's target.
+
+        Returns past the line when it opens a fence, ``i`` when the character at ``i`` is still to handle.
+        """
+        raw = self._raw
+        opens = self._may_open_fence(i, final=final)
+        if opens is None or (opens and not self._decidable(i, 8, final=final)):
+            return None
+        fence = _FENCE_OPEN.match(raw, i) if opens else None
+        if fence:
+            self._fence = fence.group(1)
+            return self._verbatim_line(i, out)
+        if raw[i] == "[":
+            if not self._decidable(i, _LOOKAHEAD, final=final):
+                return None
+            if _LINK_DEFINITION.match(raw, i):
+                target_at = raw.index("]:", i) + 2
+                if _DANGEROUS_TARGET.match(raw, target_at):
+                    self.findings["link"] += 1
+                    out.append("\\")
+        return i
+
+    def _inline(self, i: int, out: list[str], *, final: bool) -> int | None:
+        handler = self._MARKUP_STARTS.get(self._raw[i])
+        if handler is None:
+            return self._literal(i, out)
+        return handler(self, i, out, final=final)
+
+    def _code_span(self, i: int, out: list[str], *, final: bool) -> int | None:
+        raw = self._raw
+        if self._escaped(i):
+            return self._literal(i, out)
+        span_end = self._code_span_end(i, final=final)
+        if span_end is None:
+            return None  # an unclosed code span: hold it back until it closes or cannot be one
+        if span_end == i:  # never closes: the backticks are literal text
+            while span_end < len(raw) and raw[span_end] == "`":
+                span_end += 1
+        out.append(raw[i:span_end])
+        return span_end
+
+    def _html_tag(self, i: int, out: list[str], *, final: bool) -> int | None:
+        if not self._decidable(i, 1, final=final):
+            return None
+        if self._escaped(i) or not _TAG_START.match(self._raw, i + 1):
+            return self._literal(i, out)
+        self.findings["html"] += 1
+        out.append("\\<")
+        return i + 1
+
+    def _image(self, i: int, out: list[str], *, final: bool) -> int | None:
+        if not self._decidable(i, 1, final=final):
+            return None
+        if self._escaped(i) or not self._raw.startswith("[", i + 1):
+            return self._literal(i, out)
+        self.findings["image"] += 1
+        out.append("!\\[")
+        return i + 2
+
+    def _link_target(self, i: int, out: list[str], *, final: bool) -> int | None:
+        """At a ``]``: when a ``(`` follows, the inline link's target is escaped if its scheme runs scripts."""
+        if not self._decidable(i, 1, final=final):
+            return None
+        if self._escaped(i) or not self._raw.startswith("(", i + 1):
+            return self._literal(i, out)
+        if not self._decidable(i, 32, final=final):
+            return None
+        if _DANGEROUS_TARGET.match(self._raw, i + 2):
+            self.findings["link"] += 1
+            out.append("]\\(")
+        else:
+            out.append("](")
+        return i + 2
+
+    # The characters that may start markup outside code, and the step that decides each.
+    _MARKUP_STARTS = {"`": _code_span, "<": _html_tag, "!": _image, "]": _link_target}
 
     def _may_open_fence(self, i: int, *, final: bool) -> bool | None:
         """Whether the line starting at ``i`` may open a code fence; None while its first character is unseen.
