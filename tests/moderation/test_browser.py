@@ -7,7 +7,9 @@ the same flag, and finds the action in the audit log. The second moderator's Dis
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -17,6 +19,7 @@ from tests.moderation.conftest import StaffApp
 from tests.moderation.queue_seed import PASSWORD
 from webapp.store.models import Flag
 
+SCREENSHOT_ENV = "MODERATION_SCREENSHOT_PATH"  # set to keep the stats screenshot, e.g. docs/moderation-stats.png
 TIMEOUT_MS = 30_000  # generous: a loaded CI machine renders slowly, and nothing here is a timing check
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -123,4 +126,26 @@ def test_a_bulk_action_applies_to_the_ticked_flags(browser: Browser, staff_app: 
     expect(page.locator("#gc-mod-summary")).to_contain_text("0 flags match")  # it left the open queue
     with staff_app.app.ctx.db.read() as s:
         assert s.get(Flag, b1).status == "escalated"  # type: ignore[union-attr]
+    assert dialogs == []
+
+
+def test_a_moderator_sees_the_guards_measured_quality_in_stats(
+    browser: Browser, staff_app: StaffApp, tmp_path: Path
+) -> None:
+    dialogs: list[str] = []
+    page = signed_in_page(browser, staff_app, "mod", dialogs)
+    page.goto(f"{staff_app.url}/moderation", wait_until="load")
+    page.get_by_role("tab", name="Stats").click()
+    quality = page.locator("#gc-mod-guard-quality [role=gridcell]", has_text="self check input")
+    expect(quality.first).to_be_visible()
+    shown = cells(page, "gc-mod-guard-quality")
+    # The seeded queue's one resolved rail block (b3, confirmed), with the counts behind its rate.
+    row = shown.index("self check input")
+    assert shown[row + 1 : row + 5] == ["1", "1", "0", "100 % (1/1)"], shown
+    expect(page.locator("#gc-mod-thresholds [role=gridcell]", has_text="(today)").first).to_be_visible()
+    assert "check request safety" in cells(page, "gc-mod-thresholds")
+    expect(page.locator("#gc-mod-plot-precision")).to_be_visible()
+    screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "moderation-stats.png")
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
     assert dialogs == []

@@ -27,7 +27,7 @@ from webapp.store.models import Flag, Message, User
 from webapp.store.permissions import require_staff
 
 RAIL_SOURCES = ("input_rail", "output_rail")
-MISSES = "missed (confirmed user reports)"
+MISSES = "user reports (confirmed: a miss)"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from gradio.blocks import Block
 
 from webapp.api.context import AppContext
 from webapp.moderation.detail import FlagDetail, load_flag_detail
+from webapp.moderation.guard_quality import RailWeek, ThresholdPoint, rail_weeks, threshold_points, thresholds_around
 from webapp.moderation.queue import count_queue, known_rails, list_queue
 from webapp.moderation.stats import ModerationStats, moderation_stats
 from webapp.store.accounts import ban_user, unban_user
@@ -99,6 +100,21 @@ class NotStaffError(gr.Error):
 
     def __init__(self) -> None:
         super().__init__(STAFF_ONLY, title="Not allowed")
+
+
+def _rate(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f} % ({part}/{whole})" if whole else "— (none yet)"
+
+
+def _quality_row(week: RailWeek) -> list[Any]:
+    return [week.week.isoformat(), week.rail, week.flags, week.confirmed, week.dismissed,
+            _rate(week.confirmed, week.confirmed + week.dismissed)]  # fmt: skip
+
+
+def _threshold_row(rail: str, current: float, point: ThresholdPoint) -> list[Any]:
+    marker = " (today)" if abs(point.threshold - current) < 1e-9 else ""
+    return [rail, f"{point.threshold:.2f}{marker}", f"{point.caught} of {point.positives}", point.false_refusals,
+            _rate(point.caught, point.caught + point.false_refusals), _rate(point.caught, point.positives)]  # fmt: skip
 
 
 def _warning(text: str) -> str:
@@ -469,12 +485,30 @@ class ModerationPage:
             f"**{total_flags:,}** flags and **{turns:,}** replies in the last {span} days; "
             f"**{(100 * blocked / turns) if turns else 0:.1f}%** of replies were blocked."
         )
+        window = {"actor": actor, "since": until - timedelta(days=span), "until": until}
+        weeks: list[RailWeek] = await self._read(rail_weeks, **window)
+        settings = self.ctx.settings
+        suggestions: list[tuple[str, float, ThresholdPoint]] = []
+        for rail, current in (
+            ("check request safety", settings.harmful_request_threshold),
+            ("check reply safety", settings.harmful_reply_threshold),
+        ):
+            points = await self._read(threshold_points, rail=rail, thresholds=thresholds_around(current), **window)
+            suggestions += [(rail, current, point) for point in points]
+        precision = [
+            {"week": w.week.isoformat(), "rail": w.rail, "precision (%)": round(100 * w.precision, 1)}
+            for w in weeks
+            if w.precision is not None
+        ]
         return {
             self.stats_summary: summary,
             self.flags_plot: per_day,
             self.rate_plot: rate,
             self.rails_plot: rails,
             self.users_table: gr.update(value=[list(row) for row in stats.top_users]),
+            self.quality_table: gr.update(value=[_quality_row(w) for w in weeks]),
+            self.precision_plot: pd.DataFrame(precision, columns=["week", "rail", "precision (%)"]),
+            self.thresholds_table: gr.update(value=[_threshold_row(*s) for s in suggestions]),
         }
 
     # --- layout ---------------------------------------------------------------------------------------
@@ -695,6 +729,36 @@ class ModerationPage:
                 label="Users with the most confirmed flags",
                 elem_id="gc-mod-top-users",
             )
+        gr.Markdown(
+            "### Guard quality, from moderators' verdicts\nA confirmed block is a hit and a dismissed one a false "
+            "refusal; a confirmed user report is a miss. Each rate shows the counts behind it."
+        )
+        with gr.Column():
+            self.quality_table = gr.Dataframe(
+                headers=["Week (Mon)", "Rail", "Flags", "Confirmed", "Dismissed", "Measured precision"],
+                type="array",
+                interactive=False,
+                label="Per rail and week",
+                elem_id="gc-mod-guard-quality",
+            )
+            self.precision_plot = gr.LinePlot(
+                x="week",
+                y="precision (%)",
+                color="rail",
+                title="Measured precision by rail and week",
+                x_title="Week (UTC, Monday)",
+                y_axis_format=".0f",
+                height=300,
+                elem_id="gc-mod-plot-precision",
+            )
+        self.thresholds_table = gr.Dataframe(
+            headers=["Rail", "Threshold", "Caught", "False refusals", "Precision", "Recall"],
+            type="array",
+            interactive=False,
+            label="What moderators' labels imply at thresholds around today's (a suggestion: thresholds stay "
+            "settings)",
+            elem_id="gc-mod-thresholds",
+        )
 
     # --- wiring ---------------------------------------------------------------------------------------
 
@@ -787,7 +851,16 @@ class ModerationPage:
         audit_out = [self.audit_table, self.audit_state, self.audit_older, self.audit_summary]
         wire([self.audit_apply.click, self.audit_tab.select], "search_audit", inputs=audit_inputs, outputs=audit_out)
         wire(self.audit_older.click, "older_audit", inputs=[self.audit_state], outputs=audit_out)
-        stats_out = [self.stats_summary, self.flags_plot, self.rate_plot, self.rails_plot, self.users_table]
+        stats_out = [
+            self.stats_summary,
+            self.flags_plot,
+            self.rate_plot,
+            self.rails_plot,
+            self.users_table,
+            self.quality_table,
+            self.precision_plot,
+            self.thresholds_table,
+        ]
         wire(
             [self.stats_tab.select, self.stats_refresh.click, self.stats_days.change],
             "load_stats",
