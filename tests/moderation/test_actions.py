@@ -185,6 +185,22 @@ def test_who_may_ban_whom(sqlite_database: Database, seeded_sqlite: SeededQueue)
         ban_user(s, actor=seeded.admin, user_id=seeded.moderator2.id)
 
 
+def test_no_staff_member_acts_on_an_admin(sqlite_database: Database, seeded_sqlite: SeededQueue) -> None:
+    seeded = seeded_sqlite
+    with sqlite_database.write() as s:
+        other = users.create_user(s, username="root2", password="password123", role="admin")
+    refused = r"root2 is an admin: an admin account is changed only with `guardchat users` on the server"
+    for actor in (seeded.admin, seeded.moderator):
+        with pytest.raises(PermissionDeniedError, match=refused), sqlite_database.write() as s:
+            ban_user(s, actor=actor, user_id=other.id)
+    with pytest.raises(PermissionDeniedError, match=refused), sqlite_database.write() as s:
+        set_account_role(s, actor=seeded.admin, user_id=other.id, role="user")
+    with sqlite_database.read() as s:
+        kept = s.get(User, other.id)
+        assert kept is not None and kept.role == "admin" and not kept.is_banned
+    assert events(sqlite_database) == []
+
+
 def test_the_command_line_acts_on_anyone_and_is_audited_as_cli(database: Database, seeded: SeededQueue) -> None:
     cli = Operator.CLI
     with database.write() as s:

@@ -35,9 +35,18 @@ def _acting(session: Session, actor: Actor, *, admins_only: bool) -> User | Oper
     return require_admin(session, actor) if admins_only else require_staff(session, actor)
 
 
+def _not_an_admin(target: User) -> None:
+    """No staff member acts on an admin, so no admin can lock the others out; the command line still can."""
+    if target.role == "admin":
+        raise PermissionDeniedError(
+            f"{target.username} is an admin: an admin account is changed only with `guardchat users` on the server"
+        )
+
+
 def _may_moderate(staff: User, target: User) -> None:
     if target.id == staff.id:
         raise PermissionDeniedError("you cannot ban or unban your own account")
+    _not_an_admin(target)
     if target.role != "user" and staff.role != "admin":
         raise PermissionDeniedError(f"{target.username} is a {target.role}: only an admin can ban or unban them")
 
@@ -142,13 +151,18 @@ def create_account(
 
 
 def set_account_role(session: Session, *, actor: Actor, user_id: int, role: str, note: str = "") -> ModerationEvent:
-    """Only admins change roles, and never their own (so nobody promotes themselves or locks the last admin out)."""
+    """Only admins change roles: never their own, nor another admin's (demoting an admin is for the command line).
+
+    So nobody promotes themselves, and no admin locks the others out.
+    """
     acting = _acting(session, actor, admins_only=True)
     text = clean_note(note)
     users.validate_role(role)
     target = _target(session, user_id)
-    if isinstance(acting, User) and target.id == acting.id:
-        raise PermissionDeniedError("you cannot change your own role; ask another admin")
+    if isinstance(acting, User):
+        if target.id == acting.id:
+            raise PermissionDeniedError("you cannot change your own role; ask another admin")
+        _not_an_admin(target)
     previous = target.role
     if previous == role:
         raise ConflictError(f"{target.username} is already a {role}.")
