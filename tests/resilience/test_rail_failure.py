@@ -22,7 +22,7 @@ from webapp.settings import Settings
 from webapp.store.migrate import upgrade
 from webapp.store.models import Flag, Message
 
-RAIL_TIMEOUT_S = 1.0
+RAIL_TIMEOUT_S = 3.0  # the hanging rail's deadline; the other rails must finish well within it on a loaded CI machine
 
 
 @pytest.fixture(scope="module")

@@ -213,7 +213,10 @@ def test_64_users_stream_at_the_same_time(world: World) -> None:
     PAGE_MODEL.gate.clear()  # every reply waits before its first token until all are streaming
 
     def chat(i: int) -> None:
-        data = inputs_for(world, "send_message", {"gc-input": f"crowd message {i}", "gc-conversation-id": None})
+        # An everyday question: this tests concurrency, not the rails ("crowd message 10" is a false refusal of
+        # the learned request rail, measured with the others in rails/eval).
+        text = f"Tell me a fun fact about the number {i}."
+        data = inputs_for(world, "send_message", {"gc-input": text, "gc-conversation-id": None})
         outcomes[i] = run_event(crowd[i], world.deps["send_message"], data, timeout_s=300)
 
     threads = [threading.Thread(target=chat, args=(i,)) for i in range(CROWD)]
