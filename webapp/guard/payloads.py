@@ -10,6 +10,7 @@ import binascii
 import codecs
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _BASE64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
@@ -40,6 +41,8 @@ def _readable(text: str) -> bool:
 
 
 def _decode_base64(token: str) -> str | None:
+    if token.isalpha() and (token.islower() or token.isupper()):
+        return None  # a long plain word, not base64
     padded = token + "=" * (-len(token) % 4)
     for decoder in (base64.b64decode, base64.urlsafe_b64decode):
         try:
@@ -80,33 +83,50 @@ def _decode_binary(run: str) -> str | None:
     return decoded if _readable(decoded) else None
 
 
+# Each encoding found as a run in the text: what it is called, what a run looks like, how a run decodes.
+_ENCODED_RUNS: tuple[tuple[str, re.Pattern[str], Callable[[str], str | None]], ...] = (
+    ("base64", _BASE64_TOKEN, _decode_base64),
+    ("base32", _BASE32_TOKEN, _decode_base32),
+    ("hex", _HEX_RUN, _decode_hex),
+    ("binary", _BINARY_RUN, _decode_binary),
+)
+
+# Each way the whole text may be meant to be read instead: its name, the hint that says so, the reading.
+_REREADINGS: tuple[tuple[str, re.Pattern[str], Callable[[str], str]], ...] = (
+    ("rot13", _ROT13_HINT, lambda s: codecs.decode(s, "rot13")),
+    ("reversed text", _REVERSAL_HINT, lambda s: s[::-1]),
+)
+
+
 def decoded_payloads(text: str) -> list[Payload]:
     """Every embedded payload that decodes to readable text, and the rot13 or reversed reading of the text when
     that reading is real."""
+    found = _encoded_runs(text)
+    url_decoded = _url_decoded(text)
+    if url_decoded is not None:
+        found.append(url_decoded)
+    found.extend(_real_rereadings(text))
+    return found
+
+
+def _encoded_runs(text: str) -> list[Payload]:
     found: list[Payload] = []
-    for match in _BASE64_TOKEN.finditer(text):
-        token = match.group(0)
-        if token.isalpha() and (token.islower() or token.isupper()):
-            continue  # a long plain word, not base64
-        decoded = _decode_base64(token)
-        if decoded:
-            found.append(Payload("base64", decoded))
-    for match in _BASE32_TOKEN.finditer(text):
-        decoded = _decode_base32(match.group(0))
-        if decoded:
-            found.append(Payload("base32", decoded))
-    for match in _HEX_RUN.finditer(text):
-        decoded = _decode_hex(match.group(0))
-        if decoded:
-            found.append(Payload("hex", decoded))
-    for match in _BINARY_RUN.finditer(text):
-        decoded = _decode_binary(match.group(0))
-        if decoded:
-            found.append(Payload("binary", decoded))
-    if len(_PERCENT_ESCAPE.findall(text)) >= 3:
-        decoded = urllib.parse.unquote(text)
-        if decoded != text:
-            found.append(Payload("URL encoding", decoded))
+    for encoding, pattern, decode in _ENCODED_RUNS:
+        for match in pattern.finditer(text):
+            decoded = decode(match.group(0))
+            if decoded:
+                found.append(Payload(encoding, decoded))
+    return found
+
+
+def _url_decoded(text: str) -> Payload | None:
+    if len(_PERCENT_ESCAPE.findall(text)) < 3:
+        return None
+    decoded = urllib.parse.unquote(text)
+    return Payload("URL encoding", decoded) if decoded != text else None
+
+
+def _real_rereadings(text: str) -> list[Payload]:
     # A hidden text usually follows the instruction to read it ("Decode this rot13: ..."), so the part after the
     # last colon is read on its own as well as the whole message; that part decides whether the reading is real:
     # it must read as more English than the text as written (never true of ordinary English), or the message
@@ -114,10 +134,8 @@ def decoded_payloads(text: str) -> list[Payload]:
     head, colon, tail = text.rpartition(":")
     hidden = tail.strip() if colon and head.strip() and tail.strip() else text
     as_written = _englishness(hidden)
-    for encoding, hint, read in (
-        ("rot13", _ROT13_HINT, lambda s: codecs.decode(s, "rot13")),
-        ("reversed text", _REVERSAL_HINT, lambda s: s[::-1]),
-    ):
+    found: list[Payload] = []
+    for encoding, hint, read in _REREADINGS:
         gain = _englishness(read(hidden)) - as_written
         hinted = bool(hint.search(text) or hint.search(read(text)))  # the instruction may be encoded too
         if gain > 0.15 or (hinted and gain > 0):
