@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,33 @@ def _engine_failure(stage: Stage, reason: str, elapsed_ms: float) -> StageResult
         name=_ENGINE_RAIL[stage], stage=stage, duration_ms=elapsed_ms, blocked=True, reason=reason, score=None
     )
     return StageResult(stage=stage, checks=(check,), model_calls=(), blocking=check, failed=True)
+
+
+async def _first_stop_concurrently(
+    flows: Sequence[str], run_flow: Callable[[str], Coroutine[Any, Any, str]], stops: Callable[[str], bool]
+) -> str | None:
+    """All flows at once; the first to finish that stops wins and the others are cancelled."""
+    tasks = [asyncio.create_task(run_flow(flow)) for flow in flows]
+    try:
+        for done in asyncio.as_completed(tasks):
+            flow = await done
+            if stops(flow):
+                return flow
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return None
+
+
+async def _first_stop_in_order(
+    flows: Sequence[str], run_flow: Callable[[str], Coroutine[Any, Any, str]], stops: Callable[[str], bool]
+) -> str | None:
+    """One flow after another, in the configured order, until one stops."""
+    for flow in flows:
+        if stops(await run_flow(flow)):
+            return flow
+    return None
 
 
 def _score(outcome: RailOutcome | None) -> float | None:
@@ -204,24 +231,10 @@ class RailsRunner:
             outcome = outcomes[flow]
             return outcome is None or outcome.is_blocked
 
-        blocking: str | None = None
         if self._parallel(stage) and len(flows) > 1:
-            tasks = [asyncio.create_task(run_flow(flow)) for flow in flows]
-            try:
-                for done in asyncio.as_completed(tasks):
-                    flow = await done
-                    if stops(flow):
-                        blocking = flow
-                        break
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            blocking = await _first_stop_concurrently(flows, run_flow, stops)
         else:
-            for flow in flows:
-                if stops(await run_flow(flow)):
-                    blocking = flow
-                    break
+            blocking = await _first_stop_in_order(flows, run_flow, stops)
 
         checks = self.checks_from_records(stage, recorder)
         calls = tuple(call for record in recorder.records for call in record.model_calls)
