@@ -143,7 +143,13 @@ def _page(*, signup: bool, error: str = "", open_signup: bool = False, status: i
 
 def build_auth_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
+    _add_sign_in_routes(router, ctx)
+    _add_sign_up_routes(router, ctx)
+    _add_sign_out_route(router, ctx)
+    return router
 
+
+def _add_sign_in_routes(router: APIRouter, ctx: AppContext) -> None:
     @router.get("/login", include_in_schema=False)
     async def login_form(request: Request) -> Response:
         if await request_user(ctx, request) is not None:
@@ -168,6 +174,8 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
         sign_in(request.session, user)
         return RedirectResponse("/", status_code=303)
 
+
+def _add_sign_up_routes(router: APIRouter, ctx: AppContext) -> None:
     @router.get("/signup", include_in_schema=False)
     async def signup_form() -> Response:
         if not ctx.settings.open_signup:
@@ -190,6 +198,8 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
         sign_in(request.session, user)
         return RedirectResponse("/", status_code=303)
 
+
+def _add_sign_out_route(router: APIRouter, ctx: AppContext) -> None:
     @router.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
     async def logout(request: Request) -> Response:
         if request.headers.get("sec-fetch-site") == "cross-site":
@@ -198,5 +208,3 @@ def build_auth_router(ctx: AppContext) -> APIRouter:
         else:
             await asyncio.to_thread(sign_out, ctx.db, request.session)
         return RedirectResponse("/login", status_code=303)
-
-    return router
