@@ -156,20 +156,7 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
         try:
             user = await api_user(ctx, authorization)
             body = await _parse(request, settings.max_body_bytes)
-            if len(body.messages) > settings.max_messages:
-                raise APIError(
-                    413,
-                    f"{len(body.messages)} messages; the limit is {settings.max_messages} (GUARDCHAT_MAX_MESSAGES)",
-                    type_="invalid_request_error",
-                    code="too_many_messages",
-                    param="messages",
-                )
-            system = [m.content for m in body.messages if m.role == "system"]
-            turns = [m for m in body.messages if m.role != "system"]
-            if not turns or turns[-1].role != "user":
-                raise APIError(
-                    400, "the last message must have role 'user'", type_="invalid_request_error", param="messages"
-                )
+            system, turns = _split_messages(body, settings.max_messages)
             conversation_id = _conversation_id(conversation)
             earlier = [] if conversation_id is not None else [ChatTurn(m.role, m.content) for m in turns[:-1]]
             events = ctx.chat.send(
@@ -185,14 +172,7 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
         except APIError as exc:
             return exc.response()
         except LimitError as exc:
-            headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
-            return APIError(
-                exc.status,
-                str(exc),
-                type_="rate_limit_error" if exc.status == 429 else "invalid_request_error",
-                code=exc.limit,
-                headers=headers,
-            ).response()
+            return _limit_response(exc)
         except NotFoundError as exc:
             return error_response(404, str(exc), "invalid_request_error", "conversation_not_found")
         except InvalidInputError as exc:
@@ -209,18 +189,49 @@ def build_openai_router(ctx: AppContext) -> APIRouter:
             )
         ended = await _final(events)
         if ended.status == "error":
-            # The turn is saved (marked error); the client gets a status it can act on, not an empty reply.
-            failure = APIError(
-                ERROR_STATUS.get(ended.error_code or "", 500),
-                ended.error or "the reply failed",
-                type_="model_error" if ended.error_code != "internal_error" else "server_error",
-                code=ended.error_code,
-                headers=headers,
-            ).response()
-            return failure
+            return _failed_turn_response(ended, headers)
         return JSONResponse(_completion(completion_id, created, body.model, ended.reply, ended), headers=headers)
 
     return router
+
+
+def _split_messages(body: ChatCompletionRequest, max_messages: int) -> tuple[list[str], list[ChatMessageIn]]:
+    """The system prompts and the conversation turns of a request, which must end with the user's message."""
+    if len(body.messages) > max_messages:
+        raise APIError(
+            413,
+            f"{len(body.messages)} messages; the limit is {max_messages} (GUARDCHAT_MAX_MESSAGES)",
+            type_="invalid_request_error",
+            code="too_many_messages",
+            param="messages",
+        )
+    system = [m.content for m in body.messages if m.role == "system"]
+    turns = [m for m in body.messages if m.role != "system"]
+    if not turns or turns[-1].role != "user":
+        raise APIError(400, "the last message must have role 'user'", type_="invalid_request_error", param="messages")
+    return system, turns
+
+
+def _limit_response(exc: LimitError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
+    return APIError(
+        exc.status,
+        str(exc),
+        type_="rate_limit_error" if exc.status == 429 else "invalid_request_error",
+        code=exc.limit,
+        headers=headers,
+    ).response()
+
+
+def _failed_turn_response(ended: TurnEnded, headers: dict[str, str]) -> Response:
+    # The turn is saved (marked error); the client gets a status it can act on, not an empty reply.
+    return APIError(
+        ERROR_STATUS.get(ended.error_code or "", 500),
+        ended.error or "the reply failed",
+        type_="model_error" if ended.error_code != "internal_error" else "server_error",
+        code=ended.error_code,
+        headers=headers,
+    ).response()
 
 
 async def _parse(request: Request, max_bytes: int) -> ChatCompletionRequest:
