@@ -296,28 +296,13 @@ class ChatService:
     ) -> AsyncGenerator[ChatEvent, None]:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
-        shown: list[str] = []
         saver = _StreamSaver(self, user, p.assistant_message_id)
+        shown = _ShownReply(saver, started)
         finished = False
-        first_token = True
         metrics.ACTIVE_STREAMS.inc()
         try:
             async for event in self.guard.stream_turn(p.history, p.params, checked_input=checked_input):
-                if isinstance(event, InputPassed):
-                    # The user message's status is written with the reply, keeping the DB off this path.
-                    yield InputChecked()
-                elif isinstance(event, Delta):
-                    if first_token:
-                        metrics.TTFT_SECONDS.observe(time.perf_counter() - started)
-                        first_token = False
-                    shown.append(event.text)
-                    saver.offer(shown)
-                    yield ReplyDelta(event.text)
-                elif isinstance(event, Retract):
-                    shown.clear()
-                    saver.offer(shown, now=True)
-                    yield ReplyRetracted()
-                elif isinstance(event, TurnFinished):
+                if isinstance(event, TurnFinished):
                     latency = int((time.perf_counter() - started) * 1000)
                     ended = await asyncio.to_thread(self._finish, user, p, event, latency)
                     finished = True
@@ -339,10 +324,13 @@ class ChatService:
                     )
                     yield ended
                     return
+                relayed = shown.relay(event)
+                if relayed is not None:
+                    yield relayed
             raise RuntimeError("the guard ended a turn without a verdict")
         except LLMError as exc:
             code, message = describe_model_failure(exc)
-            ended = await asyncio.to_thread(self._fail, user, p, message, "".join(shown), code)
+            ended = await asyncio.to_thread(self._fail, user, p, message, shown.text, code)
             finished = True
             metrics.TURNS.labels("error").inc()
             log.warning("turn error: %s", exc, extra={"user_id": user.id, "conversation_id": p.conversation_id})
@@ -351,13 +339,13 @@ class ChatService:
             if not finished:
                 # The caller stopped (Stop button, disconnect): keep what was shown, marked interrupted.
                 metrics.TURNS.labels("interrupted").inc()
-                await asyncio.shield(asyncio.to_thread(self._interrupt, user, p, "".join(shown), started))
+                await asyncio.shield(asyncio.to_thread(self._interrupt, user, p, shown.text, started))
             raise
         except Exception as exc:
             if not finished:
                 log.exception("turn failed", extra={"conversation_id": p.conversation_id})
                 ended = await asyncio.to_thread(
-                    self._fail, user, p, f"the turn failed: {type(exc).__name__}", "".join(shown), "internal_error"
+                    self._fail, user, p, f"the turn failed: {type(exc).__name__}", shown.text, "internal_error"
                 )
                 metrics.TURNS.labels("error").inc()
                 yield ended
@@ -446,6 +434,42 @@ class ChatService:
                 content=partial,
                 latency_ms=int((time.perf_counter() - started) * 1000),
             )
+
+
+class _ShownReply:
+    """The reply as the user has seen it so far: what the checkpoints save, and what a failed or interrupted
+    turn keeps."""
+
+    def __init__(self, saver: _StreamSaver, started: float) -> None:
+        self._pieces: list[str] = []
+        self._saver = saver
+        self._started = started
+        self._first_token = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+    def relay(self, event: Delta | InputPassed | Retract) -> ChatEvent | None:
+        """The caller's event for one guard event before the verdict (None for any other event)."""
+        if isinstance(event, InputPassed):
+            # The user message's status is written with the reply, keeping the DB off this path.
+            return InputChecked()
+        if isinstance(event, Delta):
+            self._show(event.text)
+            return ReplyDelta(event.text)
+        if isinstance(event, Retract):
+            self._pieces.clear()
+            self._saver.offer(self._pieces, now=True)
+            return ReplyRetracted()
+        return None
+
+    def _show(self, text: str) -> None:
+        if self._first_token:
+            metrics.TTFT_SECONDS.observe(time.perf_counter() - self._started)
+            self._first_token = False
+        self._pieces.append(text)
+        self._saver.offer(self._pieces)
 
 
 class _StreamSaver:
