@@ -176,14 +176,23 @@ def _filtered(session: Session, stmt: AnySelect, filters: QueueFilter, staff: Us
     if filters.until:
         stmt = stmt.where(Flag.created_at < as_utc(filters.until))
     if filters.text.strip():
-        needle = filters.text.strip()
-        stmt = stmt.where(
-            or_(Flag.excerpt.icontains(needle, autoescape=True), Flag.reason.icontains(needle, autoescape=True))
-        )
-    if filters.assignment == "me":
-        stmt = stmt.where(Flag.assignee_id == staff.id)
-    elif filters.assignment == "unassigned":
-        stmt = stmt.where(Flag.assignee_id.is_(None))
+        stmt = _containing(stmt, filters.text.strip())
+    return _assigned(stmt, filters.assignment, staff)
+
+
+def _containing(stmt: AnySelect, needle: str) -> AnySelect:
+    """Flags whose excerpt or reason contains ``needle`` (case-insensitive, taken literally: no wildcards)."""
+    return stmt.where(
+        or_(Flag.excerpt.icontains(needle, autoescape=True), Flag.reason.icontains(needle, autoescape=True))
+    )
+
+
+def _assigned(stmt: AnySelect, assignment: Assignment, staff: User) -> AnySelect:
+    """Flags assigned to ``staff`` ("me"), to no one ("unassigned"), or to anyone."""
+    if assignment == "me":
+        return stmt.where(Flag.assignee_id == staff.id)
+    if assignment == "unassigned":
+        return stmt.where(Flag.assignee_id.is_(None))
     return stmt
 
 
