@@ -296,8 +296,7 @@ class ChatService:
     ) -> AsyncGenerator[ChatEvent, None]:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
-        saver = _StreamSaver(self, user, p.assistant_message_id)
-        shown = _ShownReply(saver, started)
+        shown = _ShownReply(self.checkpoints, user, p.assistant_message_id, started)
         finished = False
         metrics.ACTIVE_STREAMS.inc()
         try:
@@ -350,7 +349,7 @@ class ChatService:
                 metrics.TURNS.labels("error").inc()
                 yield ended
         finally:
-            saver.close()
+            shown.close()
             metrics.ACTIVE_STREAMS.dec()
 
     # --- persistence steps (worker threads) ---------------------------------------------------
@@ -437,14 +436,20 @@ class ChatService:
 
 
 class _ShownReply:
-    """The reply as the user has seen it so far: what the checkpoints save, and what a failed or interrupted
-    turn keeps."""
+    """The reply as the user has seen it so far: what the stream checkpoints (webapp/chat/checkpoints.py) save
+    in the background, never awaited by the stream, and what a failed or interrupted turn keeps."""
 
-    def __init__(self, saver: _StreamSaver, started: float) -> None:
+    def __init__(self, checkpoints: StreamCheckpoints, user: User, message_id: int, started: float) -> None:
         self._pieces: list[str] = []
-        self._saver = saver
+        self._checkpoints = checkpoints
+        self._message_id = message_id
         self._started = started
         self._first_token = True
+        checkpoints.begin(user, message_id)
+
+    def close(self) -> None:
+        """The turn has its final status: no more checkpoints."""
+        self._checkpoints.end(self._message_id)
 
     @property
     def text(self) -> str:
@@ -460,7 +465,8 @@ class _ShownReply:
             return ReplyDelta(event.text)
         if isinstance(event, Retract):
             self._pieces.clear()
-            self._saver.offer(self._pieces, now=True)
+            # At once: a retraction must not survive a crash in the saved text.
+            self._checkpoints.offer(self._message_id, self._pieces, now=True)
             return ReplyRetracted()
         return None
 
@@ -469,25 +475,7 @@ class _ShownReply:
             metrics.TTFT_SECONDS.observe(time.perf_counter() - self._started)
             self._first_token = False
         self._pieces.append(text)
-        self._saver.offer(self._pieces)
-
-
-class _StreamSaver:
-    """One turn's handle on the process's stream checkpoints (webapp/chat/checkpoints.py): never awaited by
-    the stream, so a slow database does not slow the tokens."""
-
-    def __init__(self, service: ChatService, user: User, message_id: int) -> None:
-        self._checkpoints = service.checkpoints
-        self._message_id = message_id
-        self._checkpoints.begin(user, message_id)
-
-    def offer(self, shown: list[str], *, now: bool = False) -> None:
-        """``shown``: the turn's pieces shown so far. ``now``: save at once (a retraction must not survive a
-        crash in the saved text)."""
-        self._checkpoints.offer(self._message_id, shown, now=now)
-
-    def close(self) -> None:
-        self._checkpoints.end(self._message_id)
+        self._checkpoints.offer(self._message_id, self._pieces)
 
 
 def record_turn(ended: TurnEnded, verdict: Verdict) -> None:
