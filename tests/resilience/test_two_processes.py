@@ -29,7 +29,7 @@ from tests.resilience.crash import (
     wait_for,
 )
 from tests.triton_fixtures import TritonServer
-from webapp.api.auth import ensure_initial_admin
+from webapp.services.accounts import ensure_initial_admin
 from webapp.settings import Settings
 from webapp.store import users
 from webapp.store.engine import Database

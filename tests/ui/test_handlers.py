@@ -19,11 +19,11 @@ from starlette.requests import Request
 
 from tests.ui.conftest import ui_settings
 from tests.ui.page_model import PAGE_MODEL
-from webapp.api.auth import SESSION_USER_KEY
-from webapp.api.context import AppContext
 from webapp.chat.service import ChatService
+from webapp.context import AppContext
 from webapp.guard.turn import TurnGuard
 from webapp.llm.errors import TritonUnavailableError
+from webapp.services.accounts import SESSION_USER_KEY
 from webapp.settings import Settings
 from webapp.store import conversations as conv
 from webapp.store import users

@@ -1,95 +1,22 @@
-"""Sessions: sign-in, sign-out, sign-up, and who is acting on every request.
-
-The session cookie (signed, HttpOnly, SameSite=Lax) only holds a user id and the user's session epoch at
-sign-in; every request re-reads the user, so a ban or a role change takes effect on the next click in every
-app process, and signing out (or a new password, or a ban) raises the epoch, which ends every session the
-user had, including copies of the cookie.
-"""
+"""Sign-in, sign-out and sign-up pages; who a session belongs to is ``AppContext.accounts``' business."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
-import secrets
-from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.exc import IntegrityError
 
-from webapp.api.context import AppContext
-from webapp.settings import Settings
-from webapp.store import users
-from webapp.store.engine import Database
-from webapp.store.errors import DuplicateError, StoreError
-from webapp.store.models import User
+from webapp.context import AppContext
+from webapp.services.accounts import User, sign_in
+from webapp.services.errors import StoreError
 
 log = logging.getLogger("guardchat.auth")
-SESSION_USER_KEY = "uid"
-SESSION_EPOCH_KEY = "epoch"
-INITIAL_ADMIN_FILE = "initial-admin-password.txt"
-
-
-class NotSignedInError(PermissionError):
-    pass
-
-
-def load_session_user(db: Database, session: dict[str, Any]) -> User | None:
-    """The signed-in, not banned user of a session, or None."""
-    user_id = session.get(SESSION_USER_KEY)
-    if not isinstance(user_id, int):
-        return None
-    with db.read() as s:
-        user = users.get_user(s, user_id=user_id)
-    if user is None or user.is_banned or session.get(SESSION_EPOCH_KEY, 0) != user.session_epoch:
-        session.clear()
-        return None
-    return user
-
-
-def sign_in(session: dict[str, Any], user: User) -> None:
-    """Start a fresh session for ``user`` (never reuse the previous one's contents)."""
-    session.clear()
-    session[SESSION_USER_KEY] = user.id
-    session[SESSION_EPOCH_KEY] = user.session_epoch
-
-
-def sign_out(db: Database, session: dict[str, Any]) -> None:
-    """Sign out: this session and every other session of its user, on every device. A session that had
-    already ended (an old copy of a cookie) ends nothing else."""
-    user_id, epoch = session.get(SESSION_USER_KEY), session.get(SESSION_EPOCH_KEY, 0)
-    session.clear()
-    if not isinstance(user_id, int):
-        return
-    with db.write() as s:
-        user = users.get_user(s, user_id=user_id)
-        if user is not None and user.session_epoch == epoch:
-            users.end_sessions(s, user=user)
 
 
 async def request_user(ctx: AppContext, request: Request) -> User | None:
-    return await asyncio.to_thread(load_session_user, ctx.db, request.session)
-
-
-def ensure_initial_admin(db: Database, settings: Settings) -> str | None:
-    """On the very first start, create `admin` with a random password; print it once and save it."""
-    password = secrets.token_urlsafe(18)
-    try:
-        with db.write() as s:
-            if users.count_users(s) > 0:
-                return None
-            users.create_user(s, username="admin", password=password, role="admin")
-    except (DuplicateError, IntegrityError):
-        # Another process sharing a fresh PostgreSQL database created the first account at the same moment.
-        return None
-    path = Path(settings.data_dir) / INITIAL_ADMIN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"username: admin\npassword: {password}\n", encoding="utf-8")
-    path.chmod(0o600)
-    print(f"\n  GuardChat created the first account: admin / {password}\n  (also saved in {path})\n", flush=True)
-    return password
+    return await ctx.accounts.session_user(request.session)
 
 
 PAGE = """<!doctype html>
@@ -158,11 +85,7 @@ def _add_sign_in_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.post("/login", include_in_schema=False)
     async def login(request: Request, username: str = Form(...), password: str = Form(...)) -> Response:
-        def check() -> User | None:
-            with ctx.db.write() as s:
-                return users.authenticate(s, username=username[:200], password=password[:1024])
-
-        user = await asyncio.to_thread(check)
+        user = await ctx.accounts.authenticate(username=username[:200], password=password[:1024])
         if user is None:
             log.info("sign-in refused", extra={"username": username[:64]})
             return _page(
@@ -187,12 +110,8 @@ def _add_sign_up_routes(router: APIRouter, ctx: AppContext) -> None:
         if not ctx.settings.open_signup:
             return Response("sign-up is closed", status_code=403)
 
-        def create() -> User:
-            with ctx.db.write() as s:
-                return users.create_user(s, username=username, password=password, role="user")
-
         try:
-            user = await asyncio.to_thread(create)
+            user = await ctx.accounts.sign_up(username=username, password=password)
         except StoreError as exc:
             return _page(signup=True, error=str(exc), status=400)
         sign_in(request.session, user)
@@ -206,5 +125,5 @@ def _add_sign_out_route(router: APIRouter, ctx: AppContext) -> None:
             # Another site linking here signs this browser out, not the user's other devices.
             request.session.clear()
         else:
-            await asyncio.to_thread(sign_out, ctx.db, request.session)
+            await ctx.accounts.sign_out(request.session)
         return RedirectResponse("/login", status_code=303)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -14,13 +13,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from webapp.api.body_limit import BodyTooLargeError
-from webapp.api.context import AppContext
 from webapp.chat.events import ReplyDelta, ReplyRetracted, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
+from webapp.context import AppContext
 from webapp.llm.templates import ChatTurn
-from webapp.store import api_keys
-from webapp.store.errors import InvalidInputError, NotFoundError
-from webapp.store.models import User
+from webapp.services.accounts import User
+from webapp.services.errors import InvalidInputError, NotFoundError
 
 CONVERSATION_HEADER = "X-GuardChat-Conversation"
 # HTTP status of a turn that ended in "error", by TurnEnded.error_code.
@@ -90,18 +88,7 @@ async def api_user(ctx: AppContext, authorization: str | None) -> User:
         )
     plaintext = authorization.split(None, 1)[1].strip()
 
-    def resolve() -> User | None:
-        with ctx.db.read() as s:
-            key = api_keys.resolve_api_key(s, plaintext=plaintext)
-            if key is None:
-                return None
-            user, key_id, stale = key.user, key.id, api_keys.last_use_is_stale(key)
-        if stale:
-            with ctx.db.write() as s:
-                api_keys.touch_api_key(s, key_id=key_id)
-        return user
-
-    user = await asyncio.to_thread(resolve)
+    user = await ctx.api_keys.key_user(plaintext)
     if user is None:
         raise APIError(401, "Invalid or revoked API key.", type_="invalid_request_error", code="invalid_api_key")
     if user.is_banned:

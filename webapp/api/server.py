@@ -71,7 +71,7 @@ def _port_in_use(port: int) -> bool:
 def run_server(
     settings: Settings, *, host: str | None = None, port: int | None = None, local_model: str = "no"
 ) -> None:
-    from webapp.api.app import create_app
+    from webapp.app import create_app
 
     settings.check_secure()
     configure_logging()

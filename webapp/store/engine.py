@@ -8,12 +8,13 @@ power loss may roll back the newest transactions, which is the usual WAL trade f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,6 +22,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class DatabaseURLError(ValueError):
@@ -96,6 +99,24 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._read_sessions() as session, session.begin():
             yield session
+
+    async def run_read(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(session, *args, **kwargs)`` in a read transaction, on a worker thread: async code's way in."""
+
+        def run() -> T:
+            with self.read() as session:
+                return fn(session, *args, **kwargs)
+
+        return await asyncio.to_thread(run)
+
+    async def run_write(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(session, *args, **kwargs)`` in a write transaction (committed on success), on a worker thread."""
+
+        def run() -> T:
+            with self.write() as session:
+                return fn(session, *args, **kwargs)
+
+        return await asyncio.to_thread(run)
 
     def dispose(self) -> None:
         self.writer.dispose()

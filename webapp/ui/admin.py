@@ -1,25 +1,20 @@
 """The admin page at /admin: list accounts, create them, change roles, ban and unban. Admins only.
 
 Like every page, each Gradio handler re-reads the user from the session and checks the role itself;
-the store functions check it again. ``ADMIN_HANDLERS`` names every handler wired to an event.
+the account service checks it again. ``ADMIN_HANDLERS`` names every handler wired to an event.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
-from sqlalchemy.orm import Session
 
-from webapp.api.context import AppContext
-from webapp.store import users
-from webapp.store.accounts import AccountRow, ban_user, create_account, list_accounts, set_account_role, unban_user
-from webapp.store.errors import NotFoundError, StoreError
-from webapp.store.models import ROLES, User
-from webapp.store.permissions import ADMINS_ONLY
+from webapp.context import AppContext
+from webapp.services.accounts import ADMINS_ONLY, ROLES, AccountRow, User
+from webapp.services.errors import StoreError
 from webapp.ui.moderation_render import when
 from webapp.ui.rendering import safe_markdown
 from webapp.ui.session import acting_user
@@ -63,24 +58,15 @@ class AdminPage:
         return user
 
     async def _listing(self, actor: User, query: str) -> Updates:
-        def read() -> list[AccountRow]:
-            with self.ctx.db.read() as session:
-                return list_accounts(session, actor=actor, query=query)
-
-        accounts = await asyncio.to_thread(read)
+        accounts = await self.ctx.accounts.find(actor, query=query)
         return {self.accounts: gr.update(value=_rows(accounts))}
 
     async def _change(
-        self, actor: User, query: Any, done: str, change: Callable[[Session], None], extra: Updates | None = None
+        self, actor: User, query: Any, done: str, change: Awaitable[None], extra: Updates | None = None
     ) -> Updates:
-        """Run one audited change in a write transaction; its outcome (or the refusal) shows under the forms."""
-
-        def write() -> None:
-            with self.ctx.db.write() as session:
-                change(session)
-
+        """Await one audited change; its outcome (or the refusal) shows under the forms."""
         try:
-            await asyncio.to_thread(write)
+            await change
         except StoreError as exc:
             return {self.result: f"⚠ {safe_markdown(str(exc))}"}
         updates = await self._listing(actor, _text(query))
@@ -88,12 +74,6 @@ class AdminPage:
         updates[self.note] = ""
         updates.update(extra or {})
         return updates
-
-    @staticmethod
-    def _target(session: Session, username: str) -> User:
-        if not username:
-            raise NotFoundError("type a username (or click an account in the list)")
-        return users.require_user_by_name(session, username=username)
 
     # --- handlers ---------------------------------------------------------------------------------------
 
@@ -123,16 +103,13 @@ class AdminPage:
         actor = await self._admin(request)
         name, chosen = _text(username), _text(role) or "user"
 
-        def create(session: Session) -> None:
-            create_account(
-                session,
-                actor=actor,
-                username=name,
-                password=password if isinstance(password, str) else "",
-                role=chosen,
-                note=_text(note),
-            )
-
+        create = self.ctx.accounts.create(
+            actor,
+            username=name,
+            password=password if isinstance(password, str) else "",
+            role=chosen,
+            note=_text(note),
+        )
         done = f"Created {safe_markdown(name)} ({chosen})."
         return await self._change(actor, query, done, create, extra={self.new_password: ""})
 
@@ -140,28 +117,21 @@ class AdminPage:
         actor = await self._admin(request)
         name, chosen = _text(username), _text(role)
 
-        def change(session: Session) -> None:
-            target = self._target(session, name)
-            set_account_role(session, actor=actor, user_id=target.id, role=chosen, note=_text(note))
-
+        change = self.ctx.accounts.set_role(actor, username=name, role=chosen, note=_text(note))
         return await self._change(actor, query, f"{safe_markdown(name)} is now a {safe_markdown(chosen)}.", change)
 
     async def ban_account(self, username: Any, note: Any, query: Any, request: gr.Request) -> Updates:
         actor = await self._admin(request)
         name = _text(username)
 
-        def ban(session: Session) -> None:
-            ban_user(session, actor=actor, user_id=self._target(session, name).id, note=_text(note))
-
+        ban = self.ctx.accounts.ban(actor, username=name, note=_text(note))
         return await self._change(actor, query, f"{safe_markdown(name)} is banned.", ban)
 
     async def unban_account(self, username: Any, note: Any, query: Any, request: gr.Request) -> Updates:
         actor = await self._admin(request)
         name = _text(username)
 
-        def unban(session: Session) -> None:
-            unban_user(session, actor=actor, user_id=self._target(session, name).id, note=_text(note))
-
+        unban = self.ctx.accounts.unban(actor, username=name, note=_text(note))
         return await self._change(actor, query, f"{safe_markdown(name)} is unbanned.", unban)
 
     # --- layout and wiring ------------------------------------------------------------------------------

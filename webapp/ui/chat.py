@@ -1,7 +1,7 @@
 """The chat page: sidebar of conversations, the streamed chat, message actions, feedback and settings.
 
 Every Gradio event below is also an HTTP endpoint. Each handler therefore starts by resolving the acting
-user from the signed session (``acting_user``) and passes that user to the store or to ``ChatService``,
+user from the signed session (``acting_user``) and passes that user to the services or to ``ChatService``,
 which scope everything by it; ids that come from the page are only ever looked up *within* that user's
 data. ``EVENT_HANDLERS`` lists every handler wired to an event, and a test calls each one over HTTP.
 """
@@ -17,7 +17,6 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from webapp.api.context import AppContext
 from webapp.chat.events import (
     ChatEvent,
     InputChecked,
@@ -27,13 +26,11 @@ from webapp.chat.events import (
     TurnStarted,
 )
 from webapp.chat.limits import LimitError
+from webapp.context import AppContext
 from webapp.llm.params import GenerationParams
-from webapp.store import conversations as conv
-from webapp.store.errors import InvalidInputError, NotFoundError, StoreError
-from webapp.store.feedback import set_feedback
-from webapp.store.flags import report_message
-from webapp.store.models import Conversation, User
-from webapp.store.transcripts import read_transcript
+from webapp.services.accounts import User
+from webapp.services.conversations import Conversation, Transcript
+from webapp.services.errors import InvalidInputError, NotFoundError, StoreError
 from webapp.ui.chat_inputs import chat_settings, edited_text, id_from_page
 from webapp.ui.export import export_path
 from webapp.ui.rendering import ChatView, checking_placeholder, live_reply, render_messages, safe_markdown
@@ -85,6 +82,15 @@ class OpenedConversation:
     streaming: bool  # a reply is still being written (or its cancelled turn is still saving it)
 
 
+def _opened(transcript: Transcript) -> OpenedConversation:
+    messages = transcript.messages
+    feedback: list[str | None] = [
+        None if m.vote is None else ("Like" if m.vote > 0 else "Dislike") for m in messages if m.role == "assistant"
+    ]
+    streaming = any(m.status in ("pending", "streaming") for m in messages)
+    return OpenedConversation(transcript.conversation, render_messages(messages), feedback, streaming)
+
+
 def _error(exc: Exception, title: str = "Not possible") -> gr.Error:
     return gr.Error(str(exc), title=title)
 
@@ -99,39 +105,23 @@ class ChatPage:
         # (user id, conversation id) → the Gradio task streaming that turn, so "after stop" can wait for it.
         self._turn_tasks: dict[tuple[int, int], asyncio.Task[Any]] = {}
 
-    # --- data access (worker threads; the store scopes everything by ``user``) ------------------
-
-    def _open_sync(self, user: User, conversation_id: int) -> OpenedConversation:
-        with self.ctx.db.read() as session:
-            transcript = read_transcript(session, user=user, conversation_id=conversation_id)
-        messages = transcript.messages
-        feedback: list[str | None] = [
-            None if m.vote is None else ("Like" if m.vote > 0 else "Dislike") for m in messages if m.role == "assistant"
-        ]
-        streaming = any(m.status in ("pending", "streaming") for m in messages)
-        return OpenedConversation(transcript.conversation, render_messages(messages), feedback, streaming)
+    # --- data access (the conversation service scopes everything by ``user``) -----------------
 
     async def _open(self, user: User, conversation_id: int) -> OpenedConversation:
-        return await asyncio.to_thread(self._open_sync, user, conversation_id)
-
-    def _list_sync(self, user: User, search: str) -> list[tuple[str, int]]:
-        with self.ctx.db.read() as session:
-            return [(c.title, c.id) for c in conv.list_conversations(session, user=user, search=search[:200])]
+        transcript = await self.ctx.conversations.transcript(user, conversation_id=conversation_id)
+        # Rendering a long history is CPU work: it stays off the event loop that carries every stream.
+        return await asyncio.to_thread(_opened, transcript)
 
     async def _choices(self, user: User, search: str = "") -> list[tuple[str, int]]:
-        return await asyncio.to_thread(self._list_sync, user, search or "")
-
-    def _save_settings_sync(self, user: User, conversation_id: int, prompt: str, sampling: dict[str, Any]) -> None:
-        with self.ctx.db.write() as session:
-            conv.update_conversation_settings(
-                session, user=user, conversation_id=conversation_id, system_prompt=prompt, sampling=sampling
-            )
+        return [(c.title, c.id) for c in await self.ctx.conversations.find(user, search=(search or "")[:200])]
 
     async def _turn_settings(self, user: User, cid: int | None, panel: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
         """The settings panel checked, and saved with the conversation (when there is one yet) before a turn."""
         prompt, sampling = chat_settings(self.settings, *panel)
         if cid is not None:
-            await asyncio.to_thread(self._save_settings_sync, user, cid, prompt, sampling)
+            await self.ctx.conversations.save_settings(
+                user, conversation_id=cid, system_prompt=prompt, sampling=sampling
+            )
         return prompt, sampling
 
     # --- output builders --------------------------------------------------------------------------
@@ -237,15 +227,9 @@ class ChatPage:
             cid = id_from_page(conversation_id)
             if cid is None:
                 raise InvalidInputError("open a conversation first")
-
-            def rename() -> str:
-                with self.ctx.db.write() as session:
-                    renamed = conv.rename_conversation(
-                        session, user=user, conversation_id=cid, title=title if isinstance(title, str) else ""
-                    )
-                    return renamed.title
-
-            new_title = await asyncio.to_thread(rename)
+            new_title = await self.ctx.conversations.rename(
+                user, conversation_id=cid, title=title if isinstance(title, str) else ""
+            )
         except StoreError as exc:
             raise _error(exc) from None
         updates = self._listing(await self._choices(user, query if isinstance(query, str) else ""), cid)
@@ -263,13 +247,8 @@ class ChatPage:
             raise _error(exc) from None
         if cid is None:
             return {self.status: ""}
-
-        def delete() -> None:
-            with self.ctx.db.write() as session:
-                conv.delete_conversation(session, user=user, conversation_id=cid)
-
         try:
-            await asyncio.to_thread(delete)
+            await self.ctx.conversations.delete(user, conversation_id=cid)
         except StoreError as exc:
             raise _error(exc) from None
         updates = self._opened(None)
@@ -484,12 +463,7 @@ class ChatPage:
             value = (1 if like.liked else -1) if isinstance(like.liked, bool) else FEEDBACK_VALUES.get(str(like.liked))
             if value is None:
                 raise InvalidInputError(f"unknown feedback {like.liked!r}")
-
-            def store() -> None:
-                with self.ctx.db.write() as session:
-                    set_feedback(session, user=user, message_id=message_id, value=value)
-
-            await asyncio.to_thread(store)
+            await self.ctx.conversations.give_feedback(user, message_id=message_id, value=value)
         except StoreError as exc:
             raise _error(exc) from None
         return {self.status: FEEDBACK_STATUS}
@@ -500,12 +474,9 @@ class ChatPage:
             mid = id_from_page(message_id)
             if mid is None:
                 raise InvalidInputError("choose a reply to report")
-
-            def report() -> None:
-                with self.ctx.db.write() as session:
-                    report_message(session, user=user, message_id=mid, reason=reason if isinstance(reason, str) else "")
-
-            await asyncio.to_thread(report)
+            await self.ctx.conversations.report_reply(
+                user, message_id=mid, reason=reason if isinstance(reason, str) else ""
+            )
         except StoreError as exc:
             raise _error(exc) from None
         return {

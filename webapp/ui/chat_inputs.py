@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from webapp.chat.service import params_for
+from webapp.services.errors import InvalidInputError
 from webapp.settings import Settings
-from webapp.store.errors import InvalidInputError
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 

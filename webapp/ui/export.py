@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -11,11 +10,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from webapp.api.auth import request_user
-from webapp.api.context import AppContext
-from webapp.store import conversations as conv
-from webapp.store.errors import NotFoundError
-from webapp.store.models import Conversation, Message, User
+from webapp.context import AppContext
+from webapp.services.conversations import Conversation, Message
+from webapp.services.errors import NotFoundError
 from webapp.ui.rendering import checks_of
 
 ExportFormat = Literal["md", "json"]
@@ -69,16 +66,10 @@ def conversation_markdown(conversation: Conversation, messages: Sequence[Message
     return "\n".join(lines)
 
 
-def load_export(ctx: AppContext, user: User, conversation_id: int, fmt: ExportFormat) -> tuple[str, str]:
-    """(filename, body) of the export; NotFoundError for a conversation the user does not own."""
-    with ctx.db.read() as session:
-        conversation = conv.require_conversation(session, user=user, conversation_id=conversation_id)
-        messages = conv.list_messages(session, user=user, conversation_id=conversation_id)
-        if fmt == "json":
-            body = json.dumps(conversation_json(conversation, messages), ensure_ascii=False, indent=2)
-        else:
-            body = conversation_markdown(conversation, messages)
-        return _filename(conversation, fmt), body
+def export_body(conversation: Conversation, messages: Sequence[Message], fmt: ExportFormat) -> str:
+    if fmt == "json":
+        return json.dumps(conversation_json(conversation, messages), ensure_ascii=False, indent=2)
+    return conversation_markdown(conversation, messages)
 
 
 def build_export_router(ctx: AppContext) -> APIRouter:
@@ -86,15 +77,16 @@ def build_export_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/export/{conversation_id}.{fmt}", include_in_schema=False)
     async def export_conversation(request: Request, conversation_id: int, fmt: ExportFormat) -> Response:
-        user = await request_user(ctx, request)
+        user = await ctx.accounts.session_user(request.session)
         if user is None:
             return RedirectResponse("/login", status_code=303)
         try:
-            filename, body = await asyncio.to_thread(load_export, ctx, user, conversation_id, fmt)
+            conversation, messages = await ctx.conversations.export(user, conversation_id=conversation_id)
         except NotFoundError as exc:
             return PlainTextResponse(str(exc), status_code=404)
+        filename = _filename(conversation, fmt)
         return Response(
-            body,
+            export_body(conversation, messages, fmt),
             media_type=MEDIA_TYPES[fmt],
             headers={
                 "Content-Disposition": f'attachment; filename="{filename}"',

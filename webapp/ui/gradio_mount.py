@@ -9,7 +9,7 @@ import gradio as gr
 from fastapi import FastAPI
 from starlette.routing import Mount
 
-from webapp.api.context import AppContext
+from webapp.context import AppContext
 from webapp.ui.styles import HEAD
 
 

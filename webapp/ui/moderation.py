@@ -8,7 +8,6 @@ event; tests call each one as a plain user, in process and over HTTP.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -18,17 +17,18 @@ import gradio as gr
 import pandas as pd
 from gradio.blocks import Block
 
-from webapp.api.context import AppContext
-from webapp.moderation.detail import FlagDetail, load_flag_detail
-from webapp.moderation.guard_quality import RailWeek, ThresholdPoint, rail_weeks, threshold_points, thresholds_around
-from webapp.moderation.queue import count_queue, known_rails, list_queue
-from webapp.moderation.stats import ModerationStats, moderation_stats
-from webapp.store.accounts import ban_user, unban_user
-from webapp.store.audit import AUDIT_ACTIONS, PAST_TENSE, AuditFilter, list_audit
-from webapp.store.errors import InvalidInputError, StoreError
-from webapp.store.flags import act_on_flag, act_on_flags
-from webapp.store.models import User
-from webapp.store.permissions import STAFF_ONLY
+from webapp.context import AppContext
+from webapp.moderation.guard_quality import thresholds_around
+from webapp.services.accounts import STAFF_ONLY, User
+from webapp.services.errors import InvalidInputError, StoreError
+from webapp.services.moderation import (
+    AUDIT_ACTIONS,
+    PAST_TENSE,
+    AuditFilter,
+    FlagDetail,
+    RailWeek,
+    ThresholdPoint,
+)
 from webapp.ui.moderation_filters import (
     ANY,
     ANY_RAIL,
@@ -93,6 +93,7 @@ PER_DAY_AXIS: dict[str, Any] = {"x": "day", "x_title": "Day (UTC)", "x_label_ang
 Updates = dict[Block, Any]
 ButtonVariant = Literal["primary", "secondary", "stop"]
 Handler = Callable[..., Coroutine[Any, Any, Updates]]
+AuthorChange = Callable[..., Awaitable[str]]  # Moderation.ban_author / unban_author
 
 
 class NotStaffError(gr.Error):
@@ -160,31 +161,13 @@ class ModerationPage:
             raise NotStaffError()
         return user
 
-    async def _read(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        def run() -> Any:
-            with self.ctx.db.read() as session:
-                return fn(session, **kwargs)
-
-        return await asyncio.to_thread(run)
-
-    async def _write(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        def run() -> Any:
-            with self.ctx.db.write() as session:
-                return fn(session, **kwargs)
-
-        return await asyncio.to_thread(run)
-
     # --- the queue ------------------------------------------------------------------------------------
 
     async def _queue(self, actor: User, form: QueueForm, stack: list[str | None]) -> Updates:
         """The page at the top of ``stack`` for ``form``, and everything that depends on it."""
-        filters = form.to_filter()
-
-        def read(session: Any) -> tuple[Any, int]:
-            page = list_queue(session, actor=actor, filters=filters, sort=form.sort, after=stack[-1], limit=PAGE_SIZE)
-            return page, count_queue(session, actor=actor, filters=filters)
-
-        page, total = await self._read(read)
+        page, total = await self.ctx.moderation.queue(
+            actor, filters=form.to_filter(), sort=form.sort, after=stack[-1], limit=PAGE_SIZE
+        )
         first = (len(stack) - 1) * PAGE_SIZE + 1
         shown = f" · page {len(stack)} · showing {first}–{first + len(page.items) - 1}" if page.items else ""
         summary = f"**{total:,}** flag{'s' if total != 1 else ''} match{'es' if total == 1 else ''}{shown}"
@@ -206,7 +189,7 @@ class ModerationPage:
 
     async def load_page(self, flag_in_url: Any, request: gr.Request) -> Updates:
         actor = await self._staff(request)
-        rails = await self._read(known_rails, actor=actor)
+        rails = await self.ctx.moderation.known_rails(actor)
         admin = " · [Accounts](/admin)" if actor.role == "admin" else ""
         updates: Updates = {
             self.account: f"**{safe_markdown(actor.username)}** ({actor.role}) · [Chat](/){admin}"
@@ -260,7 +243,7 @@ class ModerationPage:
 
     async def _show_flag(self, actor: User, flag_id: int, result: str = "") -> Updates:
         try:
-            detail: FlagDetail = await self._read(load_flag_detail, actor=actor, flag_id=flag_id)
+            detail = await self.ctx.moderation.flag_detail(actor, flag_id=flag_id)
         except StoreError as exc:
             return {self.action_result: _warning(str(exc)), self.tabs: gr.Tabs(selected="flag")}
         return {
@@ -358,9 +341,8 @@ class ModerationPage:
             flag_id: Any, version: Any, note: Any, applied: Any, stack: Any, request: gr.Request
         ) -> Updates:
             async def act(actor: User, fid: int) -> str:
-                await self._write(
-                    act_on_flag,
-                    actor=actor,
+                await self.ctx.moderation.act_on_flag(
+                    actor,
                     flag_id=fid,
                     action=action,
                     note=note if isinstance(note, str) else "",
@@ -374,23 +356,24 @@ class ModerationPage:
         return handler
 
     async def _account_action(
-        self, fn: Callable[..., Any], verb: str, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request
+        self, change: AuthorChange, verb: str, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request
     ) -> Updates:
         async def act(actor: User, fid: int) -> str:
-            detail: FlagDetail = await self._read(load_flag_detail, actor=actor, flag_id=fid)
-            await self._write(
-                fn, actor=actor, user_id=detail.user_id, note=note if isinstance(note, str) else "", flag_id=fid
-            )
-            return f"✓ {safe_markdown(detail.username)} {verb}."
+            username = await change(actor, flag_id=fid, note=note if isinstance(note, str) else "")
+            return f"✓ {safe_markdown(username)} {verb}."
 
         # No flag open, or the moderator cancelled the confirmation: nothing to say.
         return await self._act_on_open_flag(request, flag_id, applied, stack, gr.update(), act)
 
     async def ban_author(self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request) -> Updates:
-        return await self._account_action(ban_user, "banned", flag_id, note, applied, stack, request)
+        return await self._account_action(
+            self.ctx.moderation.ban_author, "banned", flag_id, note, applied, stack, request
+        )
 
     async def unban_author(self, flag_id: Any, note: Any, applied: Any, stack: Any, request: gr.Request) -> Updates:
-        return await self._account_action(unban_user, "unbanned", flag_id, note, applied, stack, request)
+        return await self._account_action(
+            self.ctx.moderation.unban_author, "unbanned", flag_id, note, applied, stack, request
+        )
 
     def _bulk_handler(self, action: str) -> Handler:
         async def handler(
@@ -404,9 +387,8 @@ class ModerationPage:
             known = versions if isinstance(versions, dict) else {}
             expected = {fid: v for fid, v in ((int(k), v) for k, v in known.items()) if isinstance(v, int)}
             try:
-                outcome = await self._write(
-                    act_on_flags,
-                    actor=actor,
+                outcome = await self.ctx.moderation.act_on_flags(
+                    actor,
                     flag_ids=ids,
                     action=action,
                     note=note if isinstance(note, str) else "",
@@ -430,7 +412,7 @@ class ModerationPage:
     # --- audit log and stats --------------------------------------------------------------------------
 
     async def _audit(self, actor: User, filters: AuditFilter, before: Any) -> Updates:
-        page = await self._read(list_audit, actor=actor, filters=filters, before=before, limit=AUDIT_PAGE_SIZE)
+        page = await self.ctx.moderation.audit(actor, filters=filters, before=before, limit=AUDIT_PAGE_SIZE)
         return {
             self.audit_table: gr.update(value=audit_rows(page.entries)),
             self.audit_state: {"filters": filters, "before": page.next_before},
@@ -463,9 +445,7 @@ class ModerationPage:
         actor = await self._staff(request)
         span = days if isinstance(days, int) and 1 <= days <= 366 else 30
         until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-        stats: ModerationStats = await self._read(
-            moderation_stats, actor=actor, since=until - timedelta(days=span), until=until
-        )
+        stats = await self.ctx.moderation.stats(actor, since=until - timedelta(days=span), until=until)
         per_day = pd.DataFrame(
             [{"day": d.day.isoformat(), "rail": d.label, "flags": d.count} for d in stats.flags_per_day],
             columns=["day", "rail", "flags"],
@@ -485,15 +465,17 @@ class ModerationPage:
             f"**{total_flags:,}** flags and **{turns:,}** replies in the last {span} days; "
             f"**{(100 * blocked / turns) if turns else 0:.1f}%** of replies were blocked."
         )
-        window = {"actor": actor, "since": until - timedelta(days=span), "until": until}
-        weeks: list[RailWeek] = await self._read(rail_weeks, **window)
+        since = until - timedelta(days=span)
+        weeks = await self.ctx.moderation.rail_weeks(actor, since=since, until=until)
         settings = self.ctx.settings
         suggestions: list[tuple[str, float, ThresholdPoint]] = []
         for rail, current in (
             ("check request safety", settings.harmful_request_threshold),
             ("check reply safety", settings.harmful_reply_threshold),
         ):
-            points = await self._read(threshold_points, rail=rail, thresholds=thresholds_around(current), **window)
+            points = await self.ctx.moderation.threshold_points(
+                actor, rail=rail, thresholds=thresholds_around(current), since=since, until=until
+            )
             suggestions += [(rail, current, point) for point in points]
         precision = [
             {"week": w.week.isoformat(), "rail": w.rail, "precision (%)": round(100 * w.precision, 1)}

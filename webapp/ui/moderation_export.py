@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
-from webapp.api.auth import request_user
-from webapp.api.context import AppContext
-from webapp.moderation.export import FlagExport, start_export
-from webapp.store.errors import InvalidInputError, PermissionDeniedError
+from webapp.context import AppContext
+from webapp.services.errors import InvalidInputError, PermissionDeniedError
 from webapp.ui.moderation_filters import QueueForm
 
 
@@ -20,23 +17,18 @@ def build_moderation_export_router(ctx: AppContext, path: str = "/moderation") -
 
     @router.get(f"{path}/export.{{fmt}}", include_in_schema=False)
     async def export_flags(request: Request, fmt: Literal["csv", "jsonl"]) -> Response:
-        user = await request_user(ctx, request)
+        user = await ctx.accounts.session_user(request.session)
         if user is None:
             return RedirectResponse("/login", status_code=303)
         try:
             form = QueueForm.from_query(request.query_params)
-
-            def start() -> FlagExport:
-                return start_export(
-                    ctx.db,
-                    actor=user,
-                    filters=form.to_filter(),
-                    sort=form.sort,
-                    fmt=fmt,
-                    max_flags=ctx.settings.moderation_export_max_flags,
-                )
-
-            export = await asyncio.to_thread(start)
+            export = await ctx.moderation.export(
+                user,
+                filters=form.to_filter(),
+                sort=form.sort,
+                fmt=fmt,
+                max_flags=ctx.settings.moderation_export_max_flags,
+            )
         except PermissionDeniedError as exc:
             return PlainTextResponse(str(exc), status_code=403)
         except InvalidInputError as exc:

@@ -13,8 +13,8 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from webapp.moderation.queue import ASSIGNMENTS, QUEUE_SORTS, Assignment, QueueFilter
-from webapp.store.errors import InvalidInputError
-from webapp.store.models import FLAG_SOURCES, FLAG_STATUSES
+from webapp.services.errors import InvalidInputError
+from webapp.services.moderation import FLAG_SOURCES, FLAG_STATUSES
 
 ANY = "any"
 STATUS_CHOICES = [

@@ -6,7 +6,6 @@ config, files and every event endpoint), and each handler checks the role again 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import gradio as gr
@@ -15,9 +14,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from webapp.api.auth import load_session_user
-from webapp.api.context import AppContext
-from webapp.store.models import User
+from webapp.context import AppContext
+from webapp.services.accounts import User
 from webapp.ui.admin import ADMIN_PATH, build_admin_page
 from webapp.ui.gradio_mount import mount_gradio_page
 from webapp.ui.moderation import MODERATION_PATH, build_moderation_page
@@ -47,7 +45,7 @@ def role_dependency(ctx: AppContext, allowed: RolePredicate) -> Callable[[Reques
     async def username(request: Request) -> str | None:
         if "session" not in request.scope:
             return None
-        user = await asyncio.to_thread(load_session_user, ctx.db, request.session)
+        user = await ctx.accounts.session_user(request.session)
         return user.username if user is not None and allowed(user) else None
 
     return username
@@ -61,7 +59,7 @@ def _refusal_handler(ctx: AppContext, who: str) -> Callable[[Request, Exception]
         if exc.status_code == 401 and wants_page:
             user = None
             if "session" in request.scope:
-                user = await asyncio.to_thread(load_session_user, ctx.db, request.session)
+                user = await ctx.accounts.session_user(request.session)
             if user is not None:
                 return HTMLResponse(NOT_ALLOWED_PAGE.format(who=who), status_code=403)
             return RedirectResponse("/login", status_code=303)

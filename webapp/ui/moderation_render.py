@@ -16,7 +16,7 @@ from typing import Any
 from webapp.guard.verdict import Verdict
 from webapp.moderation.detail import FlagDetail, TranscriptTurn
 from webapp.moderation.queue import QueueItem
-from webapp.store.audit import PAST_TENSE, AuditEntry
+from webapp.services.moderation import PAST_TENSE, AuditEntry
 from webapp.ui.moderation_filters import SOURCE_LABELS
 
 QUEUE_HEADERS = ["Flag", "Raised (UTC)", "Status", "Source", "Rail", "User", "Excerpt", "Assigned", "Conv. flags"]

@@ -7,7 +7,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from webapp.api.context import AppContext
+from webapp.context import AppContext
 from webapp.ui.chat import ChatPage, build_chat_page
 from webapp.ui.export import build_export_router
 from webapp.ui.gradio_mount import mount_gradio_page

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.guard.markup import neutralise
-from webapp.store.transcripts import TranscriptMessage
+from webapp.services.conversations import TranscriptMessage
 
 FLAGGED_NOTE = "This turn was flagged for review."
 INTERRUPTED_NOTE = "Stopped: this reply is incomplete."

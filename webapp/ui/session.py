@@ -6,16 +6,14 @@ session is re-read from the database each time: a ban takes effect on the next c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import gradio as gr
 from fastapi import Request
 
-from webapp.api.auth import load_session_user
-from webapp.api.context import AppContext
-from webapp.store.models import User
+from webapp.context import AppContext
+from webapp.services.accounts import User
 
 SIGNED_OUT_MESSAGE = "You are signed out (or your account is suspended). Sign in again at /login."
 
@@ -41,7 +39,7 @@ async def acting_user(ctx: AppContext, request: gr.Request | None) -> User:
     session = _session_of(request)
     if session is None:
         raise SignedOutError()
-    user = await asyncio.to_thread(load_session_user, ctx.db, session)
+    user = await ctx.accounts.session_user(session)
     if user is None:
         raise SignedOutError()
     return user
@@ -53,7 +51,7 @@ def gradio_auth_dependency(ctx: AppContext) -> Callable[[Request], Awaitable[str
     async def username(request: Request) -> str | None:
         if "session" not in request.scope:
             return None
-        user = await asyncio.to_thread(load_session_user, ctx.db, request.session)
+        user = await ctx.accounts.session_user(request.session)
         return None if user is None else user.username
 
     return username
