@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.moderation.queue_seed import SeededQueue
 from webapp.moderation.detail import load_flag_detail
 from webapp.store.engine import Database
-from webapp.ui.moderation_render import flag_detail_html
+from webapp.ui.moderation.render import flag_detail_html
 
 
 def test_an_input_block_shows_the_verdict_from_the_refusal_that_followed(

@@ -18,7 +18,7 @@ from webapp.moderation.queue import QueueFilter, list_queue
 from webapp.store.engine import Database
 from webapp.store.errors import InvalidInputError
 from webapp.store.models import ModerationEvent
-from webapp.ui.moderation_filters import QueueForm
+from webapp.ui.moderation.filters import QueueForm
 
 
 def expected_ids(staff_app: StaffApp, form: QueueForm) -> list[int]:

@@ -15,7 +15,7 @@ from gradio.blocks import Block
 from webapp.context import AppContext
 from webapp.services.accounts import ADMINS_ONLY, ROLES, AccountRow, User
 from webapp.services.errors import StoreError
-from webapp.ui.moderation_render import when
+from webapp.ui.moderation.render import when
 from webapp.ui.rendering import safe_markdown
 from webapp.ui.session import acting_user
 

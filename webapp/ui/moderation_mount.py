@@ -19,7 +19,7 @@ from webapp.services.accounts import User
 from webapp.ui.admin import ADMIN_PATH, build_admin_page
 from webapp.ui.gradio_mount import mount_gradio_page
 from webapp.ui.moderation import MODERATION_PATH, build_moderation_page
-from webapp.ui.moderation_export import build_moderation_export_router
+from webapp.ui.moderation.export import build_moderation_export_router
 from webapp.ui.moderation_styles import MODERATION_CSS
 
 NOT_ALLOWED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed · GuardChat</title>

@@ -17,7 +17,7 @@ from webapp.guard.verdict import Verdict
 from webapp.moderation.detail import FlagDetail, TranscriptTurn
 from webapp.moderation.queue import QueueItem
 from webapp.services.moderation import PAST_TENSE, AuditEntry
-from webapp.ui.moderation_filters import SOURCE_LABELS
+from webapp.ui.moderation.filters import SOURCE_LABELS
 
 QUEUE_HEADERS = ["Flag", "Raised (UTC)", "Status", "Source", "Rail", "User", "Excerpt", "Assigned", "Conv. flags"]
 QUEUE_TYPES = ["number", "str", "str", "str", "str", "str", "str", "str", "number"]

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response, Str
 
 from webapp.context import AppContext
 from webapp.services.errors import InvalidInputError, PermissionDeniedError
-from webapp.ui.moderation_filters import QueueForm
+from webapp.ui.moderation.filters import QueueForm
 
 
 def build_moderation_export_router(ctx: AppContext, path: str = "/moderation") -> APIRouter:
