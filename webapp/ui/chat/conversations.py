@@ -7,12 +7,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.services.errors import InvalidInputError, NotFoundError, StoreError
-from webapp.ui.chat.base import (
-    ChatPageBase,
-    OpenedConversation,
-    Updates,
-    page_error,
-)
+from webapp.ui.chat.base import ChatPageBase, OpenedConversation, Updates, page_error
 from webapp.ui.chat.inputs import id_from_page
 from webapp.ui.rendering import safe_markdown
 from webapp.ui.session import acting_user

@@ -7,12 +7,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.services.errors import InvalidInputError, StoreError
-from webapp.ui.chat.base import (
-    REPORT_OPTION,
-    ChatPageBase,
-    Updates,
-    page_error,
-)
+from webapp.ui.chat.base import REPORT_OPTION, ChatPageBase, Updates, page_error
 from webapp.ui.chat.inputs import id_from_page
 from webapp.ui.session import acting_user
 

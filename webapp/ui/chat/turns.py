@@ -9,22 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.chat.events import (
-    ChatEvent,
-    InputChecked,
-    ReplyDelta,
-    ReplyRetracted,
-    TurnEnded,
-    TurnStarted,
-)
+from webapp.chat.events import ChatEvent, InputChecked, ReplyDelta, ReplyRetracted, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
 from webapp.services.accounts import User
 from webapp.services.errors import InvalidInputError, StoreError
-from webapp.ui.chat.base import (
-    ChatPageBase,
-    Updates,
-    page_error,
-)
+from webapp.ui.chat.base import ChatPageBase, Updates, page_error
 from webapp.ui.chat.inputs import edited_text, id_from_page
 from webapp.ui.rendering import checking_placeholder, live_reply, safe_markdown
 from webapp.ui.session import acting_user
