@@ -15,6 +15,7 @@ from fastapi import Request
 from webapp.context import AppContext
 from webapp.services.accounts import User
 
+RolePredicate = Callable[[User], bool]
 SIGNED_OUT_MESSAGE = "You are signed out (or your account is suspended). Sign in again at /login."
 
 
@@ -45,13 +46,19 @@ async def acting_user(ctx: AppContext, request: gr.Request | None) -> User:
     return user
 
 
-def gradio_auth_dependency(ctx: AppContext) -> Callable[[Request], Awaitable[str | None]]:
-    """For ``mount_gradio_app(auth_dependency=...)``: the username, or None so Gradio answers 401."""
+def anyone(_user: User) -> bool:
+    return True
+
+
+def gradio_auth_dependency(
+    ctx: AppContext, allowed: RolePredicate = anyone
+) -> Callable[[Request], Awaitable[str | None]]:
+    """For ``mount_gradio_app(auth_dependency=...)``: the username if the role fits, or None so Gradio answers 401."""
 
     async def username(request: Request) -> str | None:
         if "session" not in request.scope:
             return None
         user = await ctx.accounts.session_user(request.session)
-        return None if user is None else user.username
+        return user.username if user is not None and allowed(user) else None
 
     return username
