@@ -110,7 +110,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from webapp.api.server import run_server
+    from webapp.server import run_server
 
     run_server(settings, host=args.host, port=args.port, local_model=args.local_model)
     return 0
