@@ -13,6 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.api.auth import build_auth_router
 from webapp.api.body_limit import BodyLimitMiddleware
+from webapp.api.exports import build_conversation_export_router, build_moderation_export_router
 from webapp.api.health import build_health_router
 from webapp.api.loop_lag import LoopLagProbe
 from webapp.api.openai_compat import build_openai_router
@@ -94,5 +95,7 @@ def create_app(settings: Settings, ctx: AppContext | None = None, *, with_ui: bo
     if with_ui:
         from webapp.ui.mount import mount_pages  # Gradio loads only for an app with pages (API-only tests)
 
+        app.include_router(build_conversation_export_router(ctx))  # the pages' download links
+        app.include_router(build_moderation_export_router(ctx))
         mount_pages(app, ctx)
     return app

@@ -151,3 +151,13 @@ def merge_checks(checks: list[RailCheck]) -> tuple[RailCheck, ...]:
             score=max(scores) if scores else None,
         )
     return tuple(merged.values())
+
+
+def checks_of(verdict: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The rail checks of a stored or live verdict: name, stage, duration, blocked, reason."""
+    return rail_checks(verdict.get("checks")) if verdict else []
+
+
+def rail_checks(checks: Any) -> list[Mapping[str, Any]]:
+    """The well-formed entries of a verdict's stored ``checks`` value."""
+    return [c for c in checks if isinstance(c, Mapping)] if isinstance(checks, list) else []

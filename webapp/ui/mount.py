@@ -18,13 +18,10 @@ from starlette.routing import Mount
 from webapp.context import AppContext
 from webapp.services.accounts import User
 from webapp.ui.admin import ADMIN_PATH, build_admin_page
+from webapp.ui.assets import head, stylesheet
 from webapp.ui.chat import ChatPage, build_chat_page
-from webapp.ui.export import build_export_router
 from webapp.ui.moderation import MODERATION_PATH, build_moderation_page
-from webapp.ui.moderation.export import build_moderation_export_router
-from webapp.ui.moderation_styles import MODERATION_CSS
 from webapp.ui.session import RolePredicate, anyone, gradio_auth_dependency
-from webapp.ui.styles import CSS, HEAD
 
 CHAT_PATH = "/"
 NOT_ALLOWED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed · GuardChat</title>
@@ -92,7 +89,7 @@ def mount_page(
             font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
         ),
         css=css,
-        head=HEAD,
+        head=head(),
     )
     mounted = next(r for r in reversed(app.routes) if isinstance(r, Mount) and r.app is not app)
     mounted.app.add_exception_handler(HTTPException, _refusal_handler(ctx, path, who))  # type: ignore[attr-defined]
@@ -106,19 +103,17 @@ async def _with_slash(request: Request) -> Response:
 
 
 def mount_pages(app: FastAPI, ctx: AppContext) -> ChatPage:
-    """The downloads, /moderation and /admin, then the chat page at ``/`` (after every other route, so
-    /login, /v1 … keep precedence: a mount at "/" catches every path)."""
-    app.include_router(build_export_router(ctx))
-    app.include_router(build_moderation_export_router(ctx, MODERATION_PATH))
+    """/moderation and /admin, then the chat page at ``/`` (after every other route, so /login, /v1, the
+    downloads … keep precedence: a mount at "/" catches every path)."""
     for path in (MODERATION_PATH, ADMIN_PATH):
         app.add_api_route(path, _with_slash, methods=["GET"], include_in_schema=False)
-    moderation, admin = build_moderation_page(ctx), build_admin_page(ctx)
-    mount_page(app, ctx, moderation, path=MODERATION_PATH, css=MODERATION_CSS, allowed=_is_staff, who="Moderators")
-    mount_page(app, ctx, admin, path=ADMIN_PATH, css=MODERATION_CSS, allowed=_is_admin, who="Admins")
+    moderation, admin, staff_css = build_moderation_page(ctx), build_admin_page(ctx), stylesheet("moderation")
+    mount_page(app, ctx, moderation, path=MODERATION_PATH, css=staff_css, allowed=_is_staff, who="Moderators")
+    mount_page(app, ctx, admin, path=ADMIN_PATH, css=staff_css, allowed=_is_admin, who="Admins")
     page, demo = build_chat_page(ctx)
     # Gradio runs one event at a time per listener by default, and at most `max_threads` (40) events in
     # all: both limits would make chat streams wait for each other.
     demo.max_threads = ctx.settings.queue_concurrency
-    mount_page(app, ctx, demo, path=CHAT_PATH, css=CSS)
+    mount_page(app, ctx, demo, path=CHAT_PATH, css=stylesheet("chat"))
     app.state.chat_page = page
     return page

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.guard.markup import neutralise
+from webapp.guard.verdict import rail_checks
 from webapp.services.conversations import TranscriptMessage
 
 FLAGGED_NOTE = "This turn was flagged for review."
@@ -40,16 +41,6 @@ def _cell(text: str) -> str:
 
 def _duration(ms: float) -> str:
     return f"{ms:.0f} ms" if ms >= 1 else "<1 ms"
-
-
-def checks_of(verdict: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    """The rail checks of a stored or live verdict: name, stage, duration, blocked, reason."""
-    return rail_checks(verdict.get("checks")) if verdict else []
-
-
-def rail_checks(checks: Any) -> list[Mapping[str, Any]]:
-    """The well-formed entries of a verdict's stored ``checks`` value."""
-    return [c for c in checks if isinstance(c, Mapping)] if isinstance(checks, list) else []
 
 
 def checks_details(checks: Sequence[Mapping[str, Any]]) -> ChatMessage | None:

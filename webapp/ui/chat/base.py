@@ -9,12 +9,12 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from webapp.chat.export import export_path
 from webapp.context import AppContext
 from webapp.llm.params import GenerationParams
 from webapp.services.accounts import User
 from webapp.services.conversations import Conversation, Transcript
 from webapp.ui.chat.inputs import chat_settings
-from webapp.ui.export import export_path
 from webapp.ui.rendering import ChatView, render_messages, safe_markdown
 
 # Every Gradio event handler of this page, by method name. Wiring an event to anything else is a bug,

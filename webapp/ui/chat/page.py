@@ -8,16 +8,17 @@ import gradio as gr
 from gradio.blocks import Block
 
 from webapp.context import AppContext
+from webapp.ui.assets import script
 from webapp.ui.chat.base import EVENT_HANDLERS, REPORT_OPTION
 from webapp.ui.chat.conversations import ConversationHandlers
 from webapp.ui.chat.feedback import FeedbackHandlers
 from webapp.ui.chat.turns import TurnHandlers
-from webapp.ui.styles import (
-    CONFIRM_DELETE_JS,
-    READ_CONVERSATION_FROM_URL_JS,
-    TOGGLE_SETTINGS_JS,
-    WRITE_CONVERSATION_TO_URL_JS,
-)
+
+# The open conversation lives in the URL (?c=ID), so a reload shows it again.
+READ_CONVERSATION_FROM_URL_JS = script("read-id-from-url", param="c")
+WRITE_CONVERSATION_TO_URL_JS = script("write-id-to-url", param="c", scroll_to="")
+CONFIRM_DELETE_JS = script("confirm-delete")
+TOGGLE_SETTINGS_JS = script("toggle-settings")
 
 
 class ChatPage(ConversationHandlers, TurnHandlers, FeedbackHandlers):

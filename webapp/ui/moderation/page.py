@@ -8,13 +8,18 @@ from typing import Any
 import gradio as gr
 
 from webapp.context import AppContext
+from webapp.ui.assets import script
 from webapp.ui.moderation.audit import AuditTab
 from webapp.ui.moderation.base import BULK_HANDLERS, FLAG_ACTION_HANDLERS, MODERATION_HANDLERS
 from webapp.ui.moderation.filters import QueueForm
 from webapp.ui.moderation.flag import FlagTab
 from webapp.ui.moderation.queue import QueueTab
 from webapp.ui.moderation.stats import StatsTab
-from webapp.ui.moderation_styles import CONFIRM_BAN_JS, READ_FLAG_FROM_URL_JS, WRITE_FLAG_TO_URL_JS
+
+# The open flag lives in the URL (?flag=ID) so a moderator can share or reload it.
+READ_FLAG_FROM_URL_JS = script("read-id-from-url", param="flag")
+WRITE_FLAG_TO_URL_JS = script("write-id-to-url", param="flag", scroll_to="gc-flagged-turn")
+CONFIRM_BAN_JS = script("confirm-ban")
 
 
 class ModerationPage(QueueTab, FlagTab, AuditTab, StatsTab):

@@ -1,4 +1,7 @@
-"""GET /moderation/export.csv|jsonl?<queue filter>: the filtered flags with transcripts, as a download."""
+"""Downloads: a conversation for its owner (Markdown or JSON), and the moderation queue's flags (CSV or JSONL).
+
+Both are plain HTTP routes under the session sign-in; each asks its service, which checks who may see what.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,36 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
+from webapp.chat.export import MEDIA_TYPES, ExportFormat, export_body, export_filename
 from webapp.context import AppContext
-from webapp.services.errors import InvalidInputError, PermissionDeniedError
-from webapp.ui.moderation.filters import QueueForm
+from webapp.moderation.queue_form import QueueForm
+from webapp.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+
+
+def build_conversation_export_router(ctx: AppContext) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/export/{conversation_id}.{fmt}", include_in_schema=False)
+    async def export_conversation(request: Request, conversation_id: int, fmt: ExportFormat) -> Response:
+        user = await ctx.accounts.session_user(request.session)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            conversation, messages = await ctx.conversations.export(user, conversation_id=conversation_id)
+        except NotFoundError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        filename = export_filename(conversation, fmt)
+        return Response(
+            export_body(conversation, messages, fmt),
+            media_type=MEDIA_TYPES[fmt],
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return router
 
 
 def build_moderation_export_router(ctx: AppContext, path: str = "/moderation") -> APIRouter:

@@ -1,4 +1,4 @@
-"""Export one conversation as Markdown or JSON: a download for the signed-in owner only."""
+"""One conversation as its owner downloads it, in Markdown or JSON (the route is in ``api/exports.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, RedirectResponse, Response
-
-from webapp.context import AppContext
-from webapp.services.conversations import Conversation, Message
-from webapp.services.errors import NotFoundError
-from webapp.ui.rendering import checks_of
+from webapp.guard.verdict import checks_of
+from webapp.store.models import Conversation, Message
 
 ExportFormat = Literal["md", "json"]
 MEDIA_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json"}
@@ -24,7 +19,7 @@ def export_path(conversation_id: int, fmt: ExportFormat) -> str:
     return f"/export/{conversation_id}.{fmt}"
 
 
-def _filename(conversation: Conversation, fmt: ExportFormat) -> str:
+def export_filename(conversation: Conversation, fmt: ExportFormat) -> str:
     stem = _UNSAFE_FILENAME.sub("-", conversation.title).strip("-")[:60] or "conversation"
     return f"guardchat-{conversation.id}-{stem}.{fmt}"
 
@@ -70,29 +65,3 @@ def export_body(conversation: Conversation, messages: Sequence[Message], fmt: Ex
     if fmt == "json":
         return json.dumps(conversation_json(conversation, messages), ensure_ascii=False, indent=2)
     return conversation_markdown(conversation, messages)
-
-
-def build_export_router(ctx: AppContext) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/export/{conversation_id}.{fmt}", include_in_schema=False)
-    async def export_conversation(request: Request, conversation_id: int, fmt: ExportFormat) -> Response:
-        user = await ctx.accounts.session_user(request.session)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        try:
-            conversation, messages = await ctx.conversations.export(user, conversation_id=conversation_id)
-        except NotFoundError as exc:
-            return PlainTextResponse(str(exc), status_code=404)
-        filename = _filename(conversation, fmt)
-        return Response(
-            export_body(conversation, messages, fmt),
-            media_type=MEDIA_TYPES[fmt],
-            headers={
-                "Content-Disposition": f'attachment; filename="{filename}"',
-                "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
-    return router

@@ -1,0 +1,2 @@
+// The header's settings button opens and closes the settings accordion.
+() => { document.querySelector("#gc-settings .toggle-button")?.click(); }
