@@ -10,11 +10,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["NEMO_GUARDRAILS_NO_USAGE_STATS"] = "1"
 
+from tests.support.paths import PROJECT_ROOT
 from webapp.settings import reset_settings_cache
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-pytest_plugins = ["tests.db_fixtures", "tests.triton_fixtures", "tests.browser_fixtures"]
+pytest_plugins = ["tests.support.db_fixtures", "tests.support.triton_fixtures", "tests.support.browser_fixtures"]
 
 
 @pytest.fixture(autouse=True)

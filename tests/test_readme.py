@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 from webapp.settings import Settings
 
 

@@ -10,8 +10,8 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from tests.app_server import RunningApp, run_app
-from tests.guard.scripted_model import SCRIPT
+from tests.support.app_server import RunningApp, run_app
+from tests.support.guard.scripted_model import SCRIPT
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import api_keys, users

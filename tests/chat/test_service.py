@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from tests.guard.scripted_model import SCRIPT
+from tests.support.guard.scripted_model import SCRIPT
 from webapp.chat.events import ChatEvent, InputChecked, ReplyDelta, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
 from webapp.chat.service import ChatService

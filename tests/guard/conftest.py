@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
-from tests.guard.scripted_model import BACKEND, SCRIPT, Script
+from tests.support.guard.scripted_model import BACKEND, SCRIPT, Script
+from tests.support.paths import PROJECT_ROOT
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 

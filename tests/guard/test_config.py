@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.guard.conftest import OutboundConnectionError, scripted_settings
-from tests.guard.scripted_model import Script
+from tests.support.guard.scripted_model import Script
 from webapp.guard.loader import RailsConfigError, build_config
 from webapp.guard.turn import TurnFinished, TurnGuard
 from webapp.llm.params import GenerationParams

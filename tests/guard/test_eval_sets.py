@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 from webapp.guard.classifier import ToxicityClassifier
 from webapp.guard.harm import HarmfulRequestDetector
 from webapp.guard.injection import InjectionDetector

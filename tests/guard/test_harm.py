@@ -8,7 +8,7 @@ import codecs
 
 import pytest
 
-from tests.guard.scripted_model import Script
+from tests.support.guard.scripted_model import Script
 from webapp.guard.harm import HarmfulRequestDetector
 from webapp.guard.turn import TurnGuard
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT
 from tests.guard.conftest import scripted_settings
+from tests.support.paths import PROJECT_ROOT
 from webapp.guard.encoder import ClassifierLoadError
 from webapp.guard.learned import LearnedClassifier, LearnedHead, SecondOpinion, describe, windows
 from webapp.guard.loader import load_rails

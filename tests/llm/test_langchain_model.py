@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 
-from tests.triton_fixtures import TritonServer
+from tests.support.triton_fixtures import TritonServer
 from webapp.llm.errors import PromptTooLongError
 from webapp.llm.langchain_model import TritonChatModel
 from webapp.llm.params import GenerationParams

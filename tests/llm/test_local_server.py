@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.triton_fixtures import PROJECT_ROOT, TritonServer, free_port
+from tests.support.paths import PROJECT_ROOT
+from tests.support.triton_fixtures import TritonServer, free_port
 from webapp.llm.local_server import LocalServerError, ServerNotReadyError, wait_until_ready
 from webapp.llm.synthetic import synthetic_text
 

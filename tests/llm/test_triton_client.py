@@ -16,8 +16,8 @@ import tritonclient.grpc.aio as grpcclient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.triton_fixtures import TritonServer
-from tests.triton_standins import StandinRecord
+from tests.support.triton_fixtures import TritonServer
+from tests.support.triton_standins import StandinRecord
 from webapp.llm.dialects import Dialect, UnsupportedModelError, detect_interface
 from webapp.llm.errors import (
     ModelNotReadyError,

@@ -12,12 +12,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from tests.app_server import RunningApp
-from tests.conftest import PROJECT_ROOT
-from tests.db_fixtures import PG_ADMIN_URL
-from tests.guard.scripted_model import SCRIPT
-from tests.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
-from tests.moderation.staff_server import run_staff_app
+from tests.support.app_server import RunningApp
+from tests.support.db_fixtures import PG_ADMIN_URL
+from tests.support.guard.scripted_model import SCRIPT
+from tests.support.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
+from tests.support.moderation.staff_server import run_staff_app
+from tests.support.paths import PROJECT_ROOT
 from webapp.api.context import AppContext
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from tests.moderation.queue_seed import DAY0, PASSWORD, SeededQueue
+from tests.support.moderation.queue_seed import DAY0, PASSWORD, SeededQueue
 from webapp.store import users
 from webapp.store.accounts import ban_user, create_account, set_account_role, unban_user
 from webapp.store.audit import AuditFilter, list_audit

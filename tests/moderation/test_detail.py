@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.moderation.queue_seed import SeededQueue
+from tests.support.moderation.queue_seed import SeededQueue
 from webapp.moderation.detail import load_flag_detail
 from webapp.store.engine import Database
 from webapp.ui.moderation.render import flag_detail_html

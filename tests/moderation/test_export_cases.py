@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.moderation.flagged_turns import ABUSE, seed_flagged_turns
+from tests.support.moderation.flagged_turns import ABUSE, seed_flagged_turns
 from webapp.cli import main
 from webapp.guard.evaluation import run_eval_async
 from webapp.moderation.cases import export_cases, redact

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 
 from tests.moderation.conftest import StaffApp
-from tests.moderation.gradio_events import SELECT_EVENT, event_indexes, run_event, sample_inputs
+from tests.support.moderation.gradio_events import SELECT_EVENT, event_indexes, run_event, sample_inputs
 from webapp.store import users
 from webapp.store.accounts import ban_user
 from webapp.store.engine import Database

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.moderation.queue_seed import DAY0, SeededQueue
+from tests.support.moderation.queue_seed import DAY0, SeededQueue
 from webapp.moderation.queue import QueueFilter, count_queue, known_rails, list_queue
 from webapp.store import flags
 from webapp.store.engine import Database

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from tests.moderation.bulk_seed import seed_flags
+from tests.support.moderation.bulk_seed import seed_flags
 from webapp.moderation.queue import QueueFilter, QueuePage, list_queue
 from webapp.store.engine import Database
 from webapp.store.migrate import upgrade

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.guard.scripted_model import SCRIPT
-from tests.moderation.flagged_turns import ABUSE, seed_flagged_turns
+from tests.support.guard.scripted_model import SCRIPT
+from tests.support.moderation.flagged_turns import ABUSE, seed_flagged_turns
 from webapp.cli import main
 from webapp.guard.turn import TurnGuard
 from webapp.moderation.replay import ALLOWED, format_report, replay, replay_settings, stored_turns

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.moderation.queue_seed import DAY0, SeededQueue
+from tests.support.moderation.queue_seed import DAY0, SeededQueue
 from webapp.moderation.stats import moderation_stats
 from webapp.store.engine import Database
 from webapp.store.errors import InvalidInputError

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.moderation.queue_seed import DAY0, SeededQueue
+from tests.support.moderation.queue_seed import DAY0, SeededQueue
 from webapp.moderation import detail, export, queue, stats
 from webapp.moderation.queue import QueueFilter
 from webapp.store import accounts, audit, flags, permissions

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.db_fixtures import PG_ADMIN_URL
+from tests.support.db_fixtures import PG_ADMIN_URL
 from webapp.store.migrate import upgrade
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.resilience.app_process import AppProcess
-from tests.resilience.chat_api import complete, create_user_with_key
-from tests.resilience.crash import LONG_REPLY_TEXT, app_settings, commit_turns_then_crash_mid_stream, rows
-from tests.triton_fixtures import TritonServer
+from tests.support.resilience.app_process import AppProcess
+from tests.support.resilience.chat_api import complete, create_user_with_key
+from tests.support.resilience.crash import LONG_REPLY_TEXT, app_settings, commit_turns_then_crash_mid_stream, rows
+from tests.support.triton_fixtures import TritonServer
 from webapp.store.engine import Database
 from webapp.store.migrate import upgrade
 

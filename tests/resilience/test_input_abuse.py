@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
-from tests.app_server import RunningApp, run_app
-from tests.conftest import PROJECT_ROOT
-from tests.resilience.chat_api import complete, create_user_with_key
-from tests.resilience.chat_page import page_inputs, run_raw_event, send_message, signed_in
-from tests.resilience.crash import MODEL
-from tests.triton_fixtures import TritonServer
-from tests.ui.gradio_http import backend_dependencies, run_event
+from tests.support.app_server import RunningApp, run_app
+from tests.support.paths import PROJECT_ROOT
+from tests.support.resilience.chat_api import complete, create_user_with_key
+from tests.support.resilience.chat_page import page_inputs, run_raw_event, send_message, signed_in
+from tests.support.resilience.crash import MODEL
+from tests.support.triton_fixtures import TritonServer
+from tests.support.ui.gradio_http import backend_dependencies, run_event
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import conversations as conv

@@ -2,7 +2,7 @@
 holds alice's ids, refuses or hands out nothing of alice's, and changes nothing of hers.
 
 The endpoints are enumerated from the app itself (all pages mounted, as `guardchat serve` builds it), and
-each one is checked against its rule in tests/resilience/access_registry.py. A new route or event without a
+each one is checked against its rule in tests/support/resilience/access_registry.py. A new route or event without a
 rule fails here; so does a rule for an endpoint that no longer exists.
 """
 
@@ -25,13 +25,13 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-import tests.guard.scripted_model  # noqa: F401 - registers the "scripted" backend
-from tests.app_server import RunningApp
-from tests.conftest import PROJECT_ROOT
-from tests.guard.scripted_model import SCRIPT
-from tests.moderation.gradio_events import SELECT_EVENT, sample_inputs
-from tests.resilience.access_registry import Rule, known_server_errors, registry
-from tests.resilience.app_surface import (
+import tests.support.guard.scripted_model  # noqa: F401 - registers the "scripted" backend
+from tests.support.app_server import RunningApp
+from tests.support.guard.scripted_model import SCRIPT
+from tests.support.moderation.gradio_events import SELECT_EVENT, sample_inputs
+from tests.support.paths import PROJECT_ROOT
+from tests.support.resilience.access_registry import Rule, known_server_errors, registry
+from tests.support.resilience.app_surface import (
     Endpoint,
     build_app,
     event_indexes,
@@ -39,8 +39,8 @@ from tests.resilience.app_surface import (
     serve_everything,
     surface,
 )
-from tests.resilience.chat_api import PASSWORD, complete, create_user_with_key
-from tests.resilience.chat_page import DEFAULT_INPUTS
+from tests.support.resilience.chat_api import PASSWORD, complete, create_user_with_key
+from tests.support.resilience.chat_page import DEFAULT_INPUTS
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import conversations as conv
@@ -320,7 +320,7 @@ def _expect(key: str, rule: Rule, answer: Answer, *, who: str) -> None:
 
 @pytest.mark.parametrize("key", CASES)
 def test_nobody_gets_another_users_data(world: World, key: str) -> None:
-    assert key in RULES, f"{key} has no access rule: add one to tests/resilience/access_registry.py"
+    assert key in RULES, f"{key} has no access rule: add one to tests/support/resilience/access_registry.py"
     assert key in world.surface, f"{key} is no longer served: remove its rule from access_registry.py"
     endpoint, rule = world.surface[key], RULES[key]
     call = call_event if endpoint.kind == "event" else call_http

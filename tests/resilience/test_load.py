@@ -11,7 +11,7 @@ import pytest
 
 from bench.common import SYNTHETIC_MODEL, Triton
 from bench.load import Timing, run_load
-from tests.triton_fixtures import TritonServer
+from tests.support.triton_fixtures import TritonServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-import tests.guard.scripted_model  # noqa: F401 - registers the "scripted" backend
-from tests.app_server import RunningApp, run_app
-from tests.conftest import PROJECT_ROOT
-from tests.guard.scripted_model import SCRIPT
-from tests.resilience.chat_api import complete, create_user_with_key, stream
-from tests.resilience.chat_page import send_message, signed_in
+import tests.support.guard.scripted_model  # noqa: F401 - registers the "scripted" backend
+from tests.support.app_server import RunningApp, run_app
+from tests.support.guard.scripted_model import SCRIPT
+from tests.support.paths import PROJECT_ROOT
+from tests.support.resilience.chat_api import complete, create_user_with_key, stream
+from tests.support.resilience.chat_page import send_message, signed_in
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store.migrate import upgrade

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.app_server import RunningApp, run_app
-from tests.conftest import PROJECT_ROOT
-from tests.resilience.chat_api import complete, create_user_with_key, stream
-from tests.resilience.chat_page import send_message, signed_in
-from tests.resilience.crash import LONG_REPLY, MODEL, rows
-from tests.triton_fixtures import TritonServer
+from tests.support.app_server import RunningApp, run_app
+from tests.support.paths import PROJECT_ROOT
+from tests.support.resilience.chat_api import complete, create_user_with_key, stream
+from tests.support.resilience.chat_page import send_message, signed_in
+from tests.support.resilience.crash import LONG_REPLY, MODEL, rows
+from tests.support.triton_fixtures import TritonServer
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store.migrate import upgrade

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.resilience.app_process import AppProcess, guardchat_env, start_all
-from tests.resilience.chat_api import PASSWORD, complete, create_user_with_key, stream
-from tests.resilience.crash import (
+from tests.support.resilience.app_process import AppProcess, guardchat_env, start_all
+from tests.support.resilience.chat_api import PASSWORD, complete, create_user_with_key, stream
+from tests.support.resilience.crash import (
     LONG_REPLY,
     LONG_REPLY_TEXT,
     app_settings,
@@ -28,7 +28,7 @@ from tests.resilience.crash import (
     rows,
     wait_for,
 )
-from tests.triton_fixtures import TritonServer
+from tests.support.triton_fixtures import TritonServer
 from webapp.services.accounts import ensure_initial_admin
 from webapp.settings import Settings
 from webapp.store import users

@@ -12,9 +12,9 @@ from unittest import mock
 import httpx
 import pytest
 
-import tests.ui.page_model  # noqa: F401 - registers the "ui-scripted" backend
-from tests.app_server import RunningApp, run_app
-from tests.conftest import PROJECT_ROOT
+import tests.support.ui.page_model  # noqa: F401 - registers the "ui-scripted" backend
+from tests.support.app_server import RunningApp, run_app
+from tests.support.paths import PROJECT_ROOT
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import users

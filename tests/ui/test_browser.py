@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.app_server import RunningApp
-from tests.triton_fixtures import TritonServer
+from tests.support.app_server import RunningApp
+from tests.support.triton_fixtures import TritonServer
 from tests.ui.conftest import create_user, sign_in, ui_settings
 from webapp.store import users
 from webapp.store.models import Conversation, Flag, Message

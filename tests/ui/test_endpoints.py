@@ -17,10 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.app_server import RunningApp
+from tests.support.app_server import RunningApp
+from tests.support.ui.gradio_http import backend_dependencies, run_event
+from tests.support.ui.page_model import PAGE_MODEL
 from tests.ui.conftest import create_user, sign_in, signed_in, ui_settings
-from tests.ui.gradio_http import backend_dependencies, run_event
-from tests.ui.page_model import PAGE_MODEL
 from webapp.store import users
 from webapp.store.models import Conversation, Feedback, Flag, Message
 from webapp.ui.chat import EVENT_HANDLERS

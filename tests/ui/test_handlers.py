@@ -1,6 +1,6 @@
 """The chat page's handlers called directly, as Gradio calls them, on the real ChatService, rails and SQLite.
 
-The chat model is the scripted one registered through the production seam (tests/ui/page_model.py).
+The chat model is the scripted one registered through the production seam (tests/support/ui/page_model.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from starlette.requests import Request
 
+from tests.support.ui.page_model import PAGE_MODEL
 from tests.ui.conftest import ui_settings
-from tests.ui.page_model import PAGE_MODEL
 from webapp.chat.service import ChatService
 from webapp.context import AppContext
 from webapp.guard.turn import TurnGuard

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app_server import RunningApp
+from tests.support.app_server import RunningApp
 from tests.ui.conftest import create_user, signed_in, ui_settings
 from webapp.store import accounts, users
 from webapp.store.models import User

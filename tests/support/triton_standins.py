@@ -1,6 +1,6 @@
 """Test-only stand-in Triton models with the exact tensor signatures of each dialect GuardChat meets.
 
-Run as ``python -m tests.triton_standins --state-dir DIR ...`` (the `triton_server` fixture does). Each
+Run as ``python -m tests.support.triton_standins --state-dir DIR ...`` (the `triton_server` fixture does). Each
 stand-in produces deterministic text scripted by directives anywhere in the prompt:
 
     {{reply:TEXT}}    reply TEXT exactly            {{tokens:N}}   reply "w0 w1 ... w(N-1) "
@@ -423,7 +423,7 @@ def _names(value: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.triton_standins")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.triton_standins")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--models", type=_names, default=list(STANDIN_MODELS + LOCAL_MODELS))
     parser.add_argument("--http-port", type=int, required=True)

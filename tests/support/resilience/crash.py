@@ -1,6 +1,6 @@
 """The crash scenario shared by SQLite and PostgreSQL: commit some turns, SIGKILL the app mid-stream, restart it.
 
-The model is the ``nemo2`` stand-in on the session's real Triton (tests/triton_standins.py): its reply is
+The model is the ``nemo2`` stand-in on the session's real Triton (tests/support/triton_standins.py): its reply is
 scripted by directives in the prompt, so "a long reply" is exactly N tokens with a known delay each.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from tests.resilience.app_process import AppProcess
-from tests.resilience.chat_api import complete, stream
-from tests.triton_fixtures import TritonServer
+from tests.support.resilience.app_process import AppProcess
+from tests.support.resilience.chat_api import complete, stream
+from tests.support.triton_fixtures import TritonServer
 from webapp.store.engine import Database
 from webapp.store.models import Message
 

@@ -1,6 +1,6 @@
 """A scripted chat model for the chat-page tests, registered through the production seam as ``ui-scripted``.
 
-Unlike tests/guard/scripted_model.py it has a gate: while ``PAGE_MODEL.gate`` is closed every generation
+Unlike tests/support/guard/scripted_model.py it has a gate: while ``PAGE_MODEL.gate`` is closed every generation
 waits before its first token, so a test can hold many streams open at once and release them when it has
 seen what it wanted, without timing assumptions. The gate is a threading.Event because the app runs
 under uvicorn in another thread (and event loop) of the test process.

@@ -1,9 +1,9 @@
 """pytest plugin: real Triton servers (pytriton, CPU) with the dialect stand-ins and the local models.
 
-Load with ``pytest_plugins = ["tests.triton_fixtures"]`` or ``pytest -p tests.triton_fixtures``.
+Load with ``pytest_plugins = ["tests.support.triton_fixtures"]`` or ``pytest -p tests.support.triton_fixtures``.
 
 - ``triton_server`` (session): ONE server with every stand-in (``nemo2310``, ``nemo2``, ``nemo2_once``,
-  ``trtllm_ensemble``, ``trtllm_ensemble_once``, ``vllm``; see tests/triton_standins.py) plus ``smollm2``,
+  ``trtllm_ensemble``, ``trtllm_ensemble_once``, ``vllm``; see tests/support/triton_standins.py) plus ``smollm2``,
   ``smollm2_stream``, ``synthetic_bench`` and ``synthetic_bench_once``. Do not stop it.
 - ``start_triton`` (function): a factory for small private servers to stop and restart (outages).
 
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.triton_standins import STANDIN_MODELS, StandinRecord
+from tests.support.paths import PROJECT_ROOT
+from tests.support.triton_standins import STANDIN_MODELS, StandinRecord
 from webapp.llm.local_server import LOCAL_MODELS, wait_until_ready
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ALL_MODELS = STANDIN_MODELS + LOCAL_MODELS
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
@@ -93,7 +93,7 @@ class TritonServer:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "tests.triton_standins",
+                    sys.executable, "-m", "tests.support.triton_standins",
                     "--state-dir", str(self.state_dir),
                     "--models", ",".join(self.models),
                     "--http-port", str(self.http_port),

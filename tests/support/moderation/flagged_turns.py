@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tests.guard.scripted_model import SCRIPT
+from tests.support.guard.scripted_model import SCRIPT
 from webapp.chat.events import TurnEnded
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard

@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.routing import Mount
 
-from tests.app_server import RunningApp, free_port
+from tests.support.app_server import RunningApp, free_port
 from webapp.api.app import create_app
 from webapp.api.context import AppContext
 from webapp.chat.service import ChatService

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.resilience.chat_api import PASSWORD
-from tests.ui.gradio_http import EventOutcome, backend_dependencies, run_event
+from tests.support.resilience.chat_api import PASSWORD
+from tests.support.ui.gradio_http import EventOutcome, backend_dependencies, run_event
 
 # What the page sends for each input element when the user just types and presses Enter.
 DEFAULT_INPUTS: dict[str, Any] = {
