@@ -18,7 +18,7 @@ from tests.support.guard.scripted_model import SCRIPT
 from tests.support.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
 from tests.support.moderation.staff_server import run_staff_app
 from tests.support.paths import PROJECT_ROOT
-from webapp.api.context import AppContext
+from webapp.context import AppContext
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store.engine import Database

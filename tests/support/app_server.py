@@ -13,8 +13,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from webapp.api.app import create_app
-from webapp.api.context import AppContext
+from webapp.app import create_app
+from webapp.context import AppContext
 from webapp.settings import Settings
 
 

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 import tests.support.guard.scripted_model  # noqa: F401  (registers the "scripted" chat model backend)
 from tests.support.app_server import RunningApp, serve_app
-from webapp.api.app import create_app
-from webapp.api.context import AppContext
+from webapp.app import create_app
+from webapp.context import AppContext
 from webapp.settings import Settings
 
 

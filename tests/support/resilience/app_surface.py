@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from tests.support.app_server import RunningApp, free_port
-from webapp.api.app import create_app
-from webapp.api.context import AppContext
+from webapp.app import create_app
 from webapp.chat.service import ChatService
+from webapp.context import AppContext
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn
 from webapp.settings import Settings
