@@ -17,7 +17,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from tests.support.paths import PROJECT_ROOT
-from tests.support.triton_fixtures import TritonServer, free_port
+from tests.support.ports import free_port
+from tests.support.triton_fixtures import TritonServer
 from webapp.llm.local_server import LocalServerError, ServerNotReadyError, wait_until_ready
 from webapp.llm.synthetic import synthetic_text
 

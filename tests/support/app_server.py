@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,15 +12,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from tests.support.ports import free_port
 from webapp.app import create_app
 from webapp.context import AppContext
 from webapp.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -20,7 +20,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import PROJECT_ROOT
+from tests.support.ports import free_port
 from tests.support.triton_standins import STANDIN_MODELS, StandinRecord
 from webapp.llm.local_server import LOCAL_MODELS, wait_until_ready
 
@@ -46,12 +46,6 @@ def _kill_leftover_servers() -> None:
     for pgid in list(_live_process_groups):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.app_server import free_port
 from tests.support.paths import PROJECT_ROOT
+from tests.support.ports import free_port
 
 STARTUP_TIMEOUT_S = 240.0  # imports, rails and Gradio on a busy 2-core machine
 SECRET_KEY = "resilience-tests-secret-key-0123456789abcdef"  # shared, so a session works on every process

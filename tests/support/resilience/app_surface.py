@@ -21,7 +21,8 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.routing import Mount
 
-from tests.support.app_server import RunningApp, free_port
+from tests.support.app_server import RunningApp
+from tests.support.ports import free_port
 from webapp.app import create_app
 from webapp.chat.service import ChatService
 from webapp.context import AppContext
