@@ -11,6 +11,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["NEMO_GUARDRAILS_NO_USAGE_STATS"] = "1"
 
 from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import SettingsFactory, make_settings
 from webapp.settings import reset_settings_cache
 
 pytest_plugins = ["tests.support.db_fixtures", "tests.support.triton_fixtures", "tests.support.browser_fixtures"]
@@ -30,3 +31,10 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     reset_settings_cache()
     yield data_dir
     reset_settings_cache()
+
+
+@pytest.fixture(scope="session")
+def settings_factory() -> SettingsFactory:
+    """``settings_factory(**values)`` -> ``Settings`` from ``values`` and GUARDCHAT_*, never a ``.env`` file
+    (tests/support/settings.py). Session-scoped, so module and session fixtures can use it too."""
+    return make_settings

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.app_server import RunningApp, run_app
+from tests.support.settings import make_settings
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import api_keys, users
@@ -27,7 +28,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, triton_url: str, model: str) -> S
     monkeypatch.setenv("GUARDCHAT_TRITON_MODEL", model)
     monkeypatch.setenv("GUARDCHAT_PROMPT_TEMPLATE", "chatml")
     monkeypatch.setenv("GUARDCHAT_TRITON_CONNECT_TIMEOUT_S", "2")
-    settings = Settings()
+    settings = make_settings()
     upgrade(settings.resolved_database_url)
     TurnGuard.clear_cache()
     return settings

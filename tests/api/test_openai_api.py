@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from tests.support.app_server import RunningApp, run_app
 from tests.support.guard.scripted_model import SCRIPT
+from tests.support.settings import SettingsFactory
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store import api_keys, users
 from webapp.store import conversations as conv
 from webapp.store.migrate import upgrade
@@ -23,14 +23,14 @@ ABUSE = "you are a worthless idiot, fuck you"
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def app(monkeypatch: pytest.MonkeyPatch, settings_factory: SettingsFactory) -> Iterator[RunningApp]:
     monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "scripted")
     monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
     monkeypatch.setenv("GUARDCHAT_RATE_LIMIT_PER_MINUTE", "4")
     monkeypatch.setenv("GUARDCHAT_MAX_MESSAGES", "6")
     monkeypatch.setenv("GUARDCHAT_MAX_BODY_BYTES", "20000")
     monkeypatch.setenv("GUARDCHAT_MAX_MESSAGE_CHARS", "2000")
-    settings = Settings()
+    settings = settings_factory()
     upgrade(settings.resolved_database_url)
     SCRIPT.reset()
     TurnGuard.clear_cache()

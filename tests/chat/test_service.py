@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.guard.scripted_model import SCRIPT
+from tests.support.settings import SettingsFactory
 from webapp.chat.events import ChatEvent, InputChecked, ReplyDelta, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
 from webapp.llm.errors import TritonUnavailableError
-from webapp.settings import Settings
 from webapp.store import conversations as conv
 from webapp.store import users
 from webapp.store.engine import Database
@@ -23,11 +23,13 @@ from webapp.store.models import Flag, Message, User
 
 
 @pytest.fixture
-def service(sqlite_database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatService]:
+def service(
+    sqlite_database: Database, monkeypatch: pytest.MonkeyPatch, settings_factory: SettingsFactory
+) -> Iterator[ChatService]:
     monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "scripted")
     monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
     monkeypatch.setenv("GUARDCHAT_RATE_LIMIT_PER_MINUTE", "5")
-    settings = Settings()
+    settings = settings_factory()
     SCRIPT.reset()
     TurnGuard.clear_cache()
     yield ChatService(database=sqlite_database, guard=TurnGuard.load(settings), settings=settings)

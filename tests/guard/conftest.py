@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.guard.scripted_model import BACKEND, SCRIPT, Script
 from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import make_settings
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 
@@ -62,7 +63,7 @@ def scripted_settings(**overrides: Any) -> Settings:
         "self_check_rails": True,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return make_settings(**values)
 
 
 @pytest.fixture

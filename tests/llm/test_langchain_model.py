@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 
+from tests.support.settings import SettingsFactory, make_settings
 from tests.support.triton_fixtures import TritonServer
 from webapp.llm.errors import PromptTooLongError
 from webapp.llm.langchain_model import TritonChatModel
@@ -15,7 +16,6 @@ from webapp.llm.params import GenerationParams
 from webapp.llm.registry import TextStreamingModel, create_chat_model
 from webapp.llm.tokens import EstimatedTokenCounter
 from webapp.llm.triton import TritonChatClient
-from webapp.settings import Settings
 
 
 class ScriptedClient(TritonChatClient):
@@ -36,7 +36,7 @@ class ScriptedClient(TritonChatClient):
 
 
 def _model(client: ScriptedClient, **overrides: object) -> TritonChatModel:
-    settings = Settings(prompt_template="nemo-chat", triton_model="ppo", **overrides)  # type: ignore[arg-type]
+    settings = make_settings(prompt_template="nemo-chat", triton_model="ppo", **overrides)
     return TritonChatModel.from_settings(settings, client=client)
 
 
@@ -130,8 +130,8 @@ async def test_sync_invoke_inside_a_running_loop_does_not_deadlock() -> None:
     assert "".join(str(c.content) for c in model.stream("Hi")) == "Hello!"
 
 
-def test_the_triton_backend_is_registered_and_shares_one_client_per_model() -> None:
-    settings = Settings(llm_backend="triton", triton_model="smollm2_stream", prompt_template="chatml")
+def test_the_triton_backend_is_registered_and_shares_one_client_per_model(settings_factory: SettingsFactory) -> None:
+    settings = settings_factory(llm_backend="triton", triton_model="smollm2_stream", prompt_template="chatml")
     first = create_chat_model(settings)
     second = create_chat_model(settings)
     other = create_chat_model(settings, model_name="guard")
@@ -145,7 +145,9 @@ def test_the_triton_backend_is_registered_and_shares_one_client_per_model() -> N
 
 
 def _real_model(server: TritonServer, model: str, template: str) -> TritonChatModel:
-    settings = Settings(llm_backend="triton", triton_url=server.grpc_url, triton_model=model, prompt_template=template)  # type: ignore[call-arg]
+    settings = make_settings(
+        llm_backend="triton", triton_url=server.grpc_url, triton_model=model, prompt_template=template
+    )
     chat_model = create_chat_model(settings)
     assert isinstance(chat_model, TritonChatModel)
     return chat_model

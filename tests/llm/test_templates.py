@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.settings import SettingsFactory
 from webapp.llm.errors import PromptTooLongError
 from webapp.llm.templates import (
     ChatMLTemplate,
@@ -27,7 +28,6 @@ from webapp.llm.tokens import (
     counter_for,
     smollm2_gguf_path,
 )
-from webapp.settings import Settings
 
 CONVERSATION = [
     ChatTurn("system", "You are a helpful assistant."),
@@ -245,20 +245,20 @@ def test_smollm2_counter_is_exact_and_sees_chatml_markers_as_single_tokens(
 
 
 @needs_smollm2
-def test_counter_for_the_local_model_is_exact() -> None:
-    counter = counter_for(Settings(triton_model="smollm2_stream"))
+def test_counter_for_the_local_model_is_exact(settings_factory: SettingsFactory) -> None:
+    counter = counter_for(settings_factory(triton_model="smollm2_stream"))
     assert isinstance(counter, GGUFTokenCounter)
 
 
-def test_counter_for_an_unknown_model_is_the_estimate() -> None:
-    assert isinstance(counter_for(Settings(triton_model="ensemble")), EstimatedTokenCounter)
+def test_counter_for_an_unknown_model_is_the_estimate(settings_factory: SettingsFactory) -> None:
+    assert isinstance(counter_for(settings_factory(triton_model="ensemble")), EstimatedTokenCounter)
 
 
 def test_estimate_of_empty_text_is_zero() -> None:
     assert EstimatedTokenCounter().count("") == 0
 
 
-def test_tokenizer_json_counts_exactly(tmp_path: Path) -> None:
+def test_tokenizer_json_counts_exactly(tmp_path: Path, settings_factory: SettingsFactory) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
@@ -267,12 +267,12 @@ def test_tokenizer_json_counts_exactly(tmp_path: Path) -> None:
     path = tmp_path / "tokenizer.json"
     tokenizer.save(str(path))
 
-    counter = counter_for(Settings(tokenizer_path=path))
+    counter = counter_for(settings_factory(tokenizer_path=path))
     assert isinstance(counter, TokenizerJsonCounter)
     assert counter.count("the cat sat") == 3
     assert counter.count("the dog, barking") == 4  # unknown words still count
 
 
-def test_missing_tokenizer_file_names_the_setting(tmp_path: Path) -> None:
+def test_missing_tokenizer_file_names_the_setting(tmp_path: Path, settings_factory: SettingsFactory) -> None:
     with pytest.raises(TokenizerUnavailableError, match="GUARDCHAT_TOKENIZER_PATH"):
-        counter_for(Settings(tokenizer_path=tmp_path / "nope.json"))
+        counter_for(settings_factory(tokenizer_path=tmp_path / "nope.json"))

@@ -18,6 +18,7 @@ from tests.support.guard.scripted_model import SCRIPT
 from tests.support.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
 from tests.support.moderation.staff_server import run_staff_app
 from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import SettingsFactory
 from webapp.context import AppContext
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
@@ -94,9 +95,9 @@ class StaffApp:
 
 
 @pytest.fixture(scope="session")
-def staff_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaffApp]:
+def staff_app(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory) -> Iterator[StaffApp]:
     """One real app for the HTTP and browser tests: scripted model backend, SQLite, the known queue."""
-    settings = Settings(
+    settings = settings_factory(
         data_dir=tmp_path_factory.mktemp("staff-app"),
         llm_backend="scripted",
         self_check_rails=False,
@@ -122,11 +123,11 @@ def staff_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaffApp]:
 
 
 @pytest.fixture
-def scripted_chat_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def scripted_chat_settings(monkeypatch: pytest.MonkeyPatch, settings_factory: SettingsFactory) -> Iterator[Settings]:
     monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "scripted")
     monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
     SCRIPT.reset()
     TurnGuard.clear_cache()
-    yield Settings()
+    yield settings_factory()
     TurnGuard.clear_cache()
     SCRIPT.reset()

@@ -19,10 +19,10 @@ from tests.support.paths import PROJECT_ROOT
 from tests.support.resilience.chat_api import complete, create_user_with_key
 from tests.support.resilience.chat_page import page_inputs, run_raw_event, send_message, signed_in
 from tests.support.resilience.crash import MODEL
+from tests.support.settings import SettingsFactory
 from tests.support.triton_fixtures import TritonServer
 from tests.support.ui.gradio_http import backend_dependencies, run_event
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store import conversations as conv
 from webapp.store.migrate import upgrade
 from webapp.store.models import Conversation, Message, User, utcnow
@@ -35,9 +35,10 @@ HISTORY = 10_000
 
 
 @pytest.fixture(scope="module")
-def app(triton_server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
+def app(
+    triton_server: TritonServer, tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory
+) -> Iterator[RunningApp]:
+    settings = settings_factory(
         data_dir=tmp_path_factory.mktemp("input-abuse"),
         rails_dir=PROJECT_ROOT / "rails",
         triton_url=triton_server.grpc_url,

@@ -41,8 +41,8 @@ from tests.support.resilience.app_surface import (
 )
 from tests.support.resilience.chat_api import PASSWORD, complete, create_user_with_key
 from tests.support.resilience.chat_page import DEFAULT_INPUTS
+from tests.support.settings import SettingsFactory
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store import conversations as conv
 from webapp.store.migrate import upgrade
 from webapp.store.models import ApiKey, Conversation, Feedback, Flag, Message, ModerationEvent, User
@@ -81,9 +81,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
+def world(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory) -> Iterator[World]:
+    settings = settings_factory(
         data_dir=tmp_path_factory.mktemp("isolation"),
         rails_dir=PROJECT_ROOT / "rails",
         llm_backend="scripted",

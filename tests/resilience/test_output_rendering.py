@@ -21,8 +21,8 @@ from tests.support.app_server import RunningApp, run_app
 from tests.support.guard.scripted_model import SCRIPT
 from tests.support.paths import PROJECT_ROOT
 from tests.support.resilience.chat_api import PASSWORD, create_user_with_key
+from tests.support.settings import SettingsFactory
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store.migrate import upgrade
 from webapp.store.models import Message
 
@@ -68,9 +68,8 @@ class Watch:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
+def app(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory) -> Iterator[RunningApp]:
+    settings = settings_factory(
         data_dir=tmp_path_factory.mktemp("rendering"),
         rails_dir=PROJECT_ROOT / "rails",
         llm_backend="scripted",

@@ -17,8 +17,8 @@ from tests.support.guard.scripted_model import SCRIPT
 from tests.support.paths import PROJECT_ROOT
 from tests.support.resilience.chat_api import complete, create_user_with_key, stream
 from tests.support.resilience.chat_page import send_message, signed_in
+from tests.support.settings import SettingsFactory
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store.migrate import upgrade
 from webapp.store.models import Flag, Message
 
@@ -26,9 +26,8 @@ RAIL_TIMEOUT_S = 3.0  # the hanging rail's deadline; the other rails must finish
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
+def app(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory) -> Iterator[RunningApp]:
+    settings = settings_factory(
         data_dir=tmp_path_factory.mktemp("rail-failure"),
         rails_dir=PROJECT_ROOT / "rails",
         llm_backend="scripted",

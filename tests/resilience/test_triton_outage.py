@@ -21,9 +21,9 @@ from tests.support.paths import PROJECT_ROOT
 from tests.support.resilience.chat_api import complete, create_user_with_key, stream
 from tests.support.resilience.chat_page import send_message, signed_in
 from tests.support.resilience.crash import LONG_REPLY, MODEL, rows
+from tests.support.settings import SettingsFactory
 from tests.support.triton_fixtures import TritonServer
 from webapp.guard.turn import TurnGuard
-from webapp.settings import Settings
 from webapp.store.migrate import upgrade
 from webapp.store.models import Conversation, Message
 
@@ -39,11 +39,10 @@ class Outage:
 
 
 @pytest.fixture(scope="module")
-def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
+def outage(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFactory) -> Iterator[Outage]:
     run_dir = tmp_path_factory.mktemp("triton-outage")
     triton = TritonServer(models=(MODEL,), state_dir=run_dir / "state", run_dir=run_dir)  # not started yet
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
+    settings = settings_factory(
         data_dir=run_dir / "data",
         rails_dir=PROJECT_ROOT / "rails",
         triton_url=triton.grpc_url,

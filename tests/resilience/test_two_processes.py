@@ -28,9 +28,9 @@ from tests.support.resilience.crash import (
     rows,
     wait_for,
 )
+from tests.support.settings import SettingsFactory
 from tests.support.triton_fixtures import TritonServer
 from webapp.services.accounts import ensure_initial_admin
-from webapp.settings import Settings
 from webapp.store import users
 from webapp.store.engine import Database
 from webapp.store.models import Conversation, Message
@@ -96,13 +96,15 @@ def guardchat_cli(pair: Pair, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_both_processes_started_on_the_fresh_database(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_processes_started_on_the_fresh_database(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, settings_factory: SettingsFactory
+) -> None:
     """They raced to create the first account: one did, the other noticed and started anyway."""
     with pair.db.read() as s:
         assert [u.username for u in users.list_users(s)] == ["admin"]
     # The losing side of that race, replayed: it counted no users, then the insert collided.
     monkeypatch.setattr(users, "count_users", lambda session: 0)
-    assert ensure_initial_admin(pair.db, Settings(_env_file=None, data_dir=pair.a.data_dir)) is None  # type: ignore[call-arg]
+    assert ensure_initial_admin(pair.db, settings_factory(data_dir=pair.a.data_dir)) is None
 
 
 def test_a_conversation_started_on_one_process_continues_on_the_other(pair: Pair, triton_server: TritonServer) -> None:

@@ -15,6 +15,7 @@ import pytest
 import tests.support.ui.page_model  # noqa: F401 - registers the "ui-scripted" backend
 from tests.support.app_server import RunningApp, run_app
 from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import make_settings
 from webapp.guard.turn import TurnGuard
 from webapp.settings import Settings
 from webapp.store import users
@@ -36,7 +37,7 @@ def ui_settings(data_dir: Path, **overrides: Any) -> Settings:
     }
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDCHAT_")}
     with mock.patch.dict(os.environ, clean_env, clear=True):
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return make_settings(**values)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from starlette.routing import Mount
 
 from tests.support.app_server import RunningApp
 from tests.support.ports import free_port
+from tests.support.settings import make_settings
 from webapp.app import create_app
 from webapp.chat.service import ChatService
 from webapp.context import AppContext
@@ -94,7 +95,7 @@ class _NoGuard:
 
 
 def build_app(data_dir: Path) -> FastAPI:
-    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    settings = make_settings(data_dir=data_dir)
     db = Database(settings.resolved_database_url)  # never connected: nothing here runs a query
     chat = ChatService(database=db, guard=_NoGuard(), settings=settings)
 
