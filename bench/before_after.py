@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import concurrency, ttft
-from bench.common import FULL_TIMING, QUICK_TIMING, ROOT, Triton, guardchat_app, triton_server
+from bench.servers import Triton, guardchat_app, triton_server
+from bench.workload import FULL_TIMING, QUICK_TIMING, ROOT
 
 
 def _side(triton: Triton, workdir: Path, code_root: Path, *, quick: bool) -> dict[str, float]:

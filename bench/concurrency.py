@@ -21,25 +21,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import (
-    PROMPT,
-    SYNTHETIC_MODEL,
-    App,
-    Dist,
-    Figure,
-    RawTriton,
-    Report,
-    RssSampler,
-    StreamTiming,
-    Triton,
-    api_client,
-    api_turn,
-    bench_args,
-    chatml_prompt,
-    cpu_seconds,
-    rss_mb,
-    synthetic_stack,
-)
+from bench.cli import bench_args
+from bench.clients import RawTriton, StreamTiming, api_client, api_turn, chatml_prompt
+from bench.report import Figure, Report
+from bench.resources import RssSampler, cpu_seconds, rss_mb
+from bench.servers import App, Triton, synthetic_stack
+from bench.stats import Dist
+from bench.workload import PROMPT, SYNTHETIC_MODEL
 
 STREAMS = 64
 

@@ -30,7 +30,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, select, text
 
-from bench.common import Dist, Figure, Report
+from bench.report import Figure, Report
+from bench.stats import Dist
 from webapp.moderation.queue import QueueFilter, count_queue, list_queue
 from webapp.store import conversations as conv
 from webapp.store import users

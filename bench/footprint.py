@@ -17,16 +17,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import (
-    ROOT,
-    App,
-    Figure,
-    Report,
-    bench_args,
-    synthetic_stack,
-)
+from bench.cli import bench_args
 from bench.concurrency import STREAMS, LoadResult
 from bench.concurrency import run as run_load
+from bench.report import Figure, Report
+from bench.servers import App, synthetic_stack
+from bench.workload import ROOT
 
 IMPORT_PROBE = (
     "import time; started = time.perf_counter(); import webapp.api.app, webapp.ui.mount; "

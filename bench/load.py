@@ -2,7 +2,7 @@
 
 Real processes: `guardchat serve` (uvicorn, rails, SQLite) and a Triton with the `synthetic_bench` model at a
 known, realistic speed (default 300 ms to the first token, then 25 ms per token). The limits are raised for
-the run (bench/common.py). A raw tritonclient phase with the same concurrency, in the same run, is the
+the run (bench/servers.py). A raw tritonclient phase with the same concurrency, in the same run, is the
 baseline. Afterwards the database is read back:
 
 - every turn ended `complete` (anything else, an HTTP error, or an error event, is an error);
@@ -34,18 +34,11 @@ if __package__ in (None, ""):  # `python bench/load.py`: make `bench` and `webap
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import (
-    DEFAULT_RAILS,
-    SYNTHETIC_MODEL,
-    App,
-    Dist,
-    Machine,
-    RawTriton,
-    Timing,
-    Triton,
-    guardchat_app,
-    triton_server,
-)
+from bench.clients import RawTriton
+from bench.report import Machine
+from bench.servers import App, Triton, guardchat_app, triton_server
+from bench.stats import Dist
+from bench.workload import DEFAULT_RAILS, SYNTHETIC_MODEL, Timing
 
 REALISTIC = Timing(ttft_ms=300, itl_ms=25, tokens=64, guard_ms=0)
 QUICK = Timing(ttft_ms=20, itl_ms=2, tokens=40, guard_ms=0)

@@ -22,16 +22,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import (
-    FULL_TIMING,
-    PROMPT,
-    App,
-    api_client,
-    api_turn,
-    cpu_seconds,
-    guardchat_app,
-    triton_server,
-)
+from bench.clients import api_client, api_turn
+from bench.resources import cpu_seconds
+from bench.servers import App, guardchat_app, triton_server
+from bench.workload import FULL_TIMING, PROMPT
 
 # Frames where a sampled thread only waits (py-spy --gil can still catch them as they take the GIL back).
 WAITING = ("EpollSelector.select", "_worker (concurrent/futures/thread.py:81)", "wait (threading.py")

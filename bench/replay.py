@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import ROOT
+from bench.workload import ROOT
 
 TURNS_PER_CONVERSATION = 10
 

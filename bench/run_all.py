@@ -19,21 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import concurrency, db, footprint, ttft, turn_ratio
-from bench.common import (
-    FIGURE_HEADER,
-    FULL_TIMING,
-    QUICK_TIMING,
-    ROOT,
-    SYNTHETIC_MODEL,
-    Dist,
-    Figure,
-    Machine,
-    Report,
-    Triton,
-    guardchat_app,
-    triton_server,
-    utc_now,
-)
+from bench.report import FIGURE_HEADER, Figure, Machine, Report, utc_now
+from bench.servers import Triton, guardchat_app, triton_server
+from bench.stats import Dist
+from bench.workload import FULL_TIMING, QUICK_TIMING, ROOT, SYNTHETIC_MODEL
 
 BENCH_DIR = Path(__file__).resolve().parent
 BEFORE_AFTER = BENCH_DIR / "BEFORE_AFTER.md"

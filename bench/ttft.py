@@ -22,26 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import (
-    PROMPT,
-    SMOLLM2_MODEL,
-    SYNTHETIC_MODEL,
-    App,
-    Dist,
-    Figure,
-    RawTriton,
-    Report,
-    Timing,
-    Triton,
-    api_client,
-    api_turn,
-    bench_args,
-    chatml_prompt,
-    cpu_seconds,
-    guardchat_app,
-    synthetic_stack,
-    triton_server,
-)
+from bench.cli import bench_args
+from bench.clients import RawTriton, api_client, api_turn, chatml_prompt
+from bench.report import Figure, Report
+from bench.resources import cpu_seconds
+from bench.servers import App, Triton, guardchat_app, synthetic_stack, triton_server
+from bench.stats import Dist
+from bench.workload import PROMPT, SMOLLM2_MODEL, SYNTHETIC_MODEL, Timing
 from webapp.settings import Settings
 
 CHATML_STOP = ("<|im_end|>",)

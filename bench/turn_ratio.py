@@ -21,23 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import (
-    FULL_TIMING,
-    GREEDY,
-    GUARD_MODEL,
-    PROMPT,
-    QUICK_TIMING,
-    ROOT,
-    SYNTHETIC_MODEL,
-    Dist,
-    Figure,
-    RawTriton,
-    Report,
-    Triton,
-    bench_args,
-    chatml_prompt,
-    triton_server,
-)
+from bench.cli import bench_args
+from bench.clients import RawTriton, chatml_prompt
+from bench.report import Figure, Report
+from bench.servers import Triton, triton_server
+from bench.stats import Dist
+from bench.workload import FULL_TIMING, GREEDY, GUARD_MODEL, PROMPT, QUICK_TIMING, ROOT, SYNTHETIC_MODEL
 
 SELF_CHECK_TOKENS = 3  # rails/prompts.yml: max_tokens of the self-check prompts
 
