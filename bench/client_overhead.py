@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,9 +24,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):  # `python bench/client_overhead.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import tritonclient.grpc.aio as grpcclient
 import tritonclient.http.aio as httpclient
 
+from bench.servers import free_port
 from webapp.llm.dialects import ModelInterface, RequestTensor
 from webapp.llm.local_server import wait_until_ready
 from webapp.llm.params import GenerationParams
@@ -53,12 +56,6 @@ class Row:
         ours = f"{self.ours_ms:.2f} ms" if self.ours_ms is not None else ""
         ratio = f"{self.ours_ms / self.raw_ms:.2f}" if self.raw_ms and self.ours_ms else ""
         return f"| {self.name} | {raw} | {ours} | {ratio} | {self.note} |"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _paired_medians(
@@ -214,7 +211,7 @@ def _start_server(http_port: int, grpc_port: int, log: Path) -> subprocess.Popen
         "--grpc-port",
         str(grpc_port),
         "--metrics-port",
-        str(_free_port()),
+        str(free_port()),
         "--synthetic-ttft-ms",
         "0",
         "--synthetic-itl-ms",
@@ -237,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     smol_tokens, smol_runs = (16, 2) if args.quick else (128, 5)
     params = GenerationParams(temperature=0.0, top_p=1.0, top_k=1, max_new_tokens=SYNTHETIC_TOKENS)
 
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="guardchat-bench-") as workdir:
         server = _start_server(http_port, grpc_port, Path(workdir) / "triton.log")
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
 
 from langchain_core.messages import HumanMessage  # noqa: E402
 
+from bench.servers import free_port  # noqa: E402
 from webapp.guard.turn import Delta, TurnFinished, TurnGuard  # noqa: E402
 from webapp.llm.local_server import wait_until_ready  # noqa: E402
 from webapp.llm.params import GenerationParams  # noqa: E402
@@ -54,15 +54,9 @@ class Sample:
     per_rail_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def local_synthetic_server(ttft_ms: float, itl_ms: float, tokens: int) -> Iterator[str]:
-    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc, metrics = free_port(), free_port(), free_port()
     command = [
         sys.executable, "-m", "webapp.llm.local_server", "serve", "--models", MODEL,
         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
