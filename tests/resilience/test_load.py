@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import SYNTHETIC_MODEL, Triton
 from bench.load import Timing, run_load
+from bench.servers import Triton
+from bench.workload import SYNTHETIC_MODEL
 from tests.support.triton_fixtures import TritonServer
 
 pytestmark = pytest.mark.integration
