@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.guard.conftest import OutboundConnectionError, scripted_settings
-from tests.support.guard.scripted_model import Script
+from tests.support.guard.network import OutboundConnectionError
+from tests.support.guard.scripted_model import Script, scripted_settings
 from webapp.guard.loader import RailsConfigError, build_config
 from webapp.guard.turn import TurnFinished, TurnGuard
 from webapp.llm.params import GenerationParams

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guard.conftest import scripted_settings
-from tests.support.guard.scripted_model import Script
+from tests.support.guard.scripted_model import Script, scripted_settings
 from tests.support.paths import PROJECT_ROOT
 from webapp.guard.evaluation import EvalFileError, format_report, load_cases, run_eval_async
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.guard.conftest import scripted_settings
+from tests.support.guard.scripted_model import scripted_settings
 from tests.support.paths import PROJECT_ROOT
 from webapp.guard.encoder import ClassifierLoadError
 from webapp.guard.learned import LearnedClassifier, LearnedHead, SecondOpinion, describe, windows

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.guard.conftest import scripted_settings
+from tests.support.guard.scripted_model import scripted_settings
 from webapp.guard.turn import Delta, InputPassed, TurnFinished, TurnGuard
 from webapp.llm.params import GenerationParams
 from webapp.llm.templates import ChatTurn

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.guard.conftest import scripted_settings
-from tests.support.guard.scripted_model import Script
+from tests.support.guard.scripted_model import Script, scripted_settings
 from webapp.guard.turn import Delta, GuardEvent, InputPassed, Retract, TurnFinished, TurnGuard
 from webapp.guard.verdict import Verdict
 from webapp.llm.errors import TritonUnavailableError

@@ -2,21 +2,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import gradio as gr
-import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from tests.support.app_server import RunningApp
 from tests.support.db_fixtures import PG_ADMIN_URL
 from tests.support.guard.scripted_model import SCRIPT
-from tests.support.moderation.queue_seed import PASSWORD, SeededQueue, seed_queue
-from tests.support.moderation.staff_server import run_staff_app
+from tests.support.moderation.queue_seed import SeededQueue, seed_queue
+from tests.support.moderation.staff_server import StaffApp, run_staff_app
 from tests.support.paths import PROJECT_ROOT
 from tests.support.settings import SettingsFactory
 from webapp.context import AppContext
@@ -67,31 +63,6 @@ def shared_queue(
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-@dataclass
-class StaffApp:
-    app: RunningApp
-    seeded: SeededQueue
-    # The same pages mounted again behind "any signed-in user": only the handlers' own checks guard them.
-    unguarded: dict[str, tuple[str, gr.Blocks]]
-    sessions: dict[str, httpx.Cookies] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return self.app.url
-
-    @contextmanager
-    def client(self, username: str | None = None) -> Iterator[httpx.Client]:
-        """An HTTP client, signed in as ``username`` through the real sign-in form (or anonymous)."""
-        with httpx.Client(base_url=self.app.url, timeout=30) as client:
-            if username is not None and username in self.sessions:
-                client.cookies = httpx.Cookies(self.sessions[username])
-            elif username is not None:
-                signed_in = client.post("/login", data={"username": username, "password": PASSWORD})
-                assert signed_in.status_code == 303, signed_in.text
-                self.sessions[username] = httpx.Cookies(client.cookies)
-            yield client
 
 
 @pytest.fixture(scope="session")

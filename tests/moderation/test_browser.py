@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.moderation.conftest import StaffApp
 from tests.support.browser_fixtures import CHROMIUM
 from tests.support.moderation.queue_seed import PASSWORD
+from tests.support.moderation.staff_server import StaffApp
 from webapp.store.models import Flag
 
 SCREENSHOT_ENV = "MODERATION_SCREENSHOT_PATH"  # set to keep the stats screenshot, e.g. docs/moderation-stats.png

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.moderation.conftest import StaffApp
 from tests.support.moderation.queue_seed import DAY0, SeededQueue, add_account, blocked_turn
+from tests.support.moderation.staff_server import StaffApp
 from webapp.moderation.export import start_export
 from webapp.moderation.queue import QueueFilter, list_queue
 from webapp.store.engine import Database

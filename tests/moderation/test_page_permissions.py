@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from starlette.requests import Request
 
-from tests.moderation.conftest import StaffApp
 from tests.support.moderation.gradio_events import SELECT_EVENT, event_indexes, run_event, sample_inputs
+from tests.support.moderation.staff_server import StaffApp
 from webapp.store import users
 from webapp.store.accounts import ban_user
 from webapp.store.engine import Database

@@ -7,6 +7,8 @@ One module per concern, grouped like the test directories that use them:
 - ``app_server``: the real app under uvicorn in a thread of the test process.
 - ``db_fixtures``, ``triton_fixtures``, ``browser_fixtures``: pytest plugins (loaded by tests/conftest.py) for
   real databases, real Triton servers (with the stand-in models of ``triton_standins``) and headless Chromium.
-- ``guard``, ``moderation``, ``resilience``, ``ui``: scripted models, seeded data, servers and clients used by
-  the tests of the same name.
+- ``guard``, ``moderation``, ``resilience``, ``ui``: scripted models, settings presets, seeded data, servers
+  and clients for the tests of the same name.
+
+conftest.py files hold fixtures only; what a test imports comes from here.
 """

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from tests.support.app_server import RunningApp
 from tests.support.triton_fixtures import TritonServer
-from tests.ui.conftest import create_user, sign_in, ui_settings
+from tests.support.ui.chat_app import create_user, sign_in, ui_settings
 from webapp.store import users
 from webapp.store.models import Conversation, Flag, Message
 from webapp.ui.rendering import FLAGGED_NOTE, INTERRUPTED_NOTE

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.app_server import RunningApp
+from tests.support.ui.chat_app import create_user, sign_in, signed_in, ui_settings
 from tests.support.ui.gradio_http import backend_dependencies, run_event
 from tests.support.ui.page_model import PAGE_MODEL
-from tests.ui.conftest import create_user, sign_in, signed_in, ui_settings
 from webapp.store import users
 from webapp.store.models import Conversation, Feedback, Flag, Message
 from webapp.ui.chat import EVENT_HANDLERS

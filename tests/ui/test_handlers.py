@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from starlette.requests import Request
 
+from tests.support.ui.chat_app import ui_settings
 from tests.support.ui.page_model import PAGE_MODEL
-from tests.ui.conftest import ui_settings
 from webapp.chat.service import ChatService
 from webapp.context import AppContext
 from webapp.guard.turn import TurnGuard

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.app_server import RunningApp
-from tests.ui.conftest import create_user, signed_in, ui_settings
+from tests.support.ui.chat_app import create_user, signed_in, ui_settings
 from webapp.store import accounts, users
 from webapp.store.models import User
 

@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -17,6 +18,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import make_settings
 from webapp.llm.registry import register_chat_model
 from webapp.settings import Settings
 
@@ -148,3 +151,17 @@ def _factory(settings: Settings, model_name: str) -> BaseChatModel:
 
 
 register_chat_model(BACKEND, _factory)
+
+
+def scripted_settings(**overrides: Any) -> Settings:
+    """Settings fixed per process (not per test) so the loaded rails can be shared between tests."""
+    values: dict[str, Any] = {
+        "llm_backend": BACKEND,
+        "rails_dir": PROJECT_ROOT / "rails",
+        "data_dir": Path("/nonexistent-guardchat-tests"),
+        "output_chunk_size": 8,
+        "output_context_size": 2,
+        "self_check_rails": True,
+    }
+    values.update(overrides)
+    return make_settings(**values)
