@@ -16,7 +16,13 @@ from webapp.guard.encoder import ClassifierLoadError
 from webapp.guard.learned import LearnedClassifier, LearnedHead, SecondOpinion, describe, windows
 from webapp.guard.loader import load_rails
 from webapp.guard.normalise import deobfuscate
-from webapp.guard.safety import SECOND_OPINION_FROM, SECOND_REQUEST_MODEL
+from webapp.guard.safety import (
+    REPLY_MODEL,
+    REQUEST_MODEL,
+    SECOND_OPINION_FROM,
+    SECOND_REPLY_MODEL,
+    SECOND_REQUEST_MODEL,
+)
 from webapp.guard.second_encoder import shared_second_encoder
 from webapp.guard.turn import TurnGuard
 
@@ -118,9 +124,11 @@ class CountingSecondEncoder:
         return self.inner.embed(texts)
 
 
-def _cascade(second_encoder: CountingSecondEncoder) -> LearnedClassifier:
-    second = SecondOpinion(LearnedHead(MODELS / SECOND_REQUEST_MODEL), second_encoder, SECOND_OPINION_FROM)
-    return LearnedClassifier.load(MODELS / "request_safety.npz", second=second)
+def _cascade(
+    second_encoder: CountingSecondEncoder, first: str = REQUEST_MODEL, second_head: str = SECOND_REQUEST_MODEL
+) -> LearnedClassifier:
+    second = SecondOpinion(LearnedHead(MODELS / second_head), second_encoder, SECOND_OPINION_FROM)
+    return LearnedClassifier.load(MODELS / first, second=second)
 
 
 def test_the_second_opinion_is_asked_only_about_texts_the_first_head_finds_suspicious() -> None:
@@ -143,3 +151,18 @@ def test_the_request_rail_with_its_second_opinion_on_the_test_split() -> None:
     rows = [json.loads(line) for line in (SPLIT / "requests-test.jsonl").read_text("utf-8").splitlines()]
     recall, false_refusals = _rate(_cascade(CountingSecondEncoder()), rows, "text", 0.9)
     assert recall >= 0.75 and false_refusals <= 0.15, (recall, false_refusals)
+
+
+def test_the_reply_rail_with_its_second_opinion_on_the_test_split() -> None:
+    """Floors a little under the recorded run (rails/eval/README.md), whole replies rather than streamed chunks."""
+    rows = [json.loads(line) for line in (SPLIT / "replies-test.jsonl").read_text("utf-8").splitlines()]
+    cascade = _cascade(CountingSecondEncoder(), REPLY_MODEL, SECOND_REPLY_MODEL)
+    recall, false_refusals = _rate(cascade, rows, "reply", 0.9)
+    assert recall >= 0.7 and false_refusals <= 0.1, (recall, false_refusals)
+
+
+def test_an_everyday_reply_is_not_read_again_by_the_second_opinion() -> None:
+    counting = CountingSecondEncoder()
+    cascade = _cascade(counting, REPLY_MODEL, SECOND_REPLY_MODEL)
+    reply = "Green tea is made from the leaves of the Camellia sinensis plant and is steamed or pan-fired soon after picking."
+    assert not cascade.assess(reply).second_opinion and counting.texts == []

