@@ -25,7 +25,7 @@ from bench.servers import App, synthetic_stack
 from bench.workload import ROOT
 
 IMPORT_PROBE = (
-    "import time; started = time.perf_counter(); import webapp.api.app, webapp.ui.mount; "
+    "import time; started = time.perf_counter(); import webapp.app, webapp.ui.mount; "
     "print(time.perf_counter() - started)"
 )
 
