@@ -11,12 +11,12 @@ PYTEST_ARGS ?=
 export NEMO_GUARDRAILS_NO_USAGE_STATS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install chromium migrate lint typecheck audit bench clean
+.PHONY: run test install chromium nginx migrate lint typecheck audit bench clean
 
-run: install migrate
+run: install nginx migrate
 	$(BIN)/guardchat serve --local-model auto
 
-test: install chromium migrate lint typecheck audit
+test: install chromium nginx migrate lint typecheck audit
 	@set +e; HF_HUB_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure" >&2; exit 1; fi; \
 	exit $$rc
@@ -53,6 +53,13 @@ chromium:
 		echo "installing Debian chromium for the browser tests"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+# `guardchat serve --workers N` runs N app processes behind an nginx it starts itself (Debian's package).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing Debian nginx for guardchat serve --workers N and its tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nginx; }
 
 migrate: install
 	$(BIN)/guardchat db upgrade

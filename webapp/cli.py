@@ -112,7 +112,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from webapp.server import run_server
 
-    run_server(settings, host=args.host, port=args.port, local_model=args.local_model)
+    run_server(settings, host=args.host, port=args.port, local_model=args.local_model, workers=args.workers)
     return 0
 
 
@@ -277,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "yes", "no"],
         default="no",
         help="start the local Triton model server too (auto: unless GUARDCHAT_TRITON_URL is set)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="app processes (PostgreSQL only): N > 1 starts N on 127.0.0.1 behind an nginx on --host/--port, "
+        "with sticky sessions for the pages (needs nginx: `make nginx`)",
     )
     serve.set_defaults(handler=cmd_serve)
 

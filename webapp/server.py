@@ -69,8 +69,21 @@ def _port_in_use(port: int) -> bool:
 
 
 def run_server(
-    settings: Settings, *, host: str | None = None, port: int | None = None, local_model: str = "no"
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    local_model: str = "no",
+    workers: int = 1,
 ) -> None:
+    """One app process; with ``workers`` > 1, that many behind nginx (webapp/workers.py)."""
+    if workers != 1:
+        from webapp.workers import run_workers
+
+        run_workers(
+            settings, host=host or settings.host, port=port or settings.port, workers=workers, local_model=local_model
+        )
+        return
     from webapp.app import create_app
 
     settings.check_secure()
