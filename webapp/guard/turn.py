@@ -86,9 +86,7 @@ class EmptyTurnError(ValueError):
     """The history holds no user message to answer."""
 
 
-def conversation_of(
-    earlier: Sequence[ChatTurn], *, client_sent: bool, window_turns: int = 4
-) -> ConversationContext:
+def conversation_of(earlier: Sequence[ChatTurn], *, client_sent: bool, window_turns: int = 4) -> ConversationContext:
     """The context of a new message: ``earlier`` is everything the model sees before it."""
     system = next((t.content for t in earlier if t.role == "system"), "")
     return ConversationContext.from_turns(

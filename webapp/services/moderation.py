@@ -82,9 +82,7 @@ class Moderation:
             lambda s: threshold_points(s, actor=actor, rail=rail, thresholds=thresholds, since=since, until=until)
         )
 
-    async def export(
-        self, actor: User, *, filters: QueueFilter, sort: str, fmt: str, max_flags: int
-    ) -> FlagExport:
+    async def export(self, actor: User, *, filters: QueueFilter, sort: str, fmt: str, max_flags: int) -> FlagExport:
         """The audited export; its body streams page by page in its own read transactions."""
         return await asyncio.to_thread(
             start_export, self.db, actor=actor, filters=filters, sort=sort, fmt=fmt, max_flags=max_flags

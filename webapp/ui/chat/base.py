@@ -61,7 +61,6 @@ def page_error(exc: Exception, title: str = "Not possible") -> gr.Error:
     return gr.Error(str(exc), title=title)
 
 
-
 class ChatPageBase:
     """The components (built in ``page.ChatPage.build``) and the helpers every panel's handlers share."""
 

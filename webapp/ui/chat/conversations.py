@@ -16,7 +16,6 @@ UNAVAILABLE_STATUS = "That conversation is not available. Here is a new chat."
 
 
 class ConversationHandlers(ChatPageBase):
-
     async def load_page(self, conversation_id: Any, request: gr.Request) -> Updates:
         """Page load: who is signed in, their conversations, and the one named in the URL if it is theirs."""
         user = await acting_user(self.ctx, request)

@@ -17,7 +17,6 @@ FEEDBACK_VALUES = {"Like": 1, "Dislike": -1}
 
 
 class FeedbackHandlers(ChatPageBase):
-
     async def give_feedback(self, conversation_id: Any, like: gr.LikeData, request: gr.Request) -> Updates:
         """Thumbs up/down on a reply, or "Report", which opens the report form for that reply."""
         user = await acting_user(self.ctx, request)

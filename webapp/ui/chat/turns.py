@@ -26,7 +26,6 @@ STOP_SETTLE_S = 30.0  # how long "after stop" waits for the cancelled turn to sa
 
 
 class TurnHandlers(ChatPageBase):
-
     async def send_message(
         self,
         text: Any,

@@ -32,7 +32,6 @@ def _threshold_row(rail: str, current: float, point: ThresholdPoint) -> list[Any
             _rate(point.caught, point.caught + point.false_refusals), _rate(point.caught, point.positives)]  # fmt: skip
 
 
-
 class StatsTab(ModerationPageBase):
     async def load_stats(self, days: Any, request: gr.Request) -> Updates:
         actor = await self._staff(request)
@@ -152,7 +151,6 @@ class StatsTab(ModerationPageBase):
             headers=["Rail", "Threshold", "Caught", "False refusals", "Precision", "Recall"],
             type="array",
             interactive=False,
-            label="What moderators' labels imply at thresholds around today's (a suggestion: thresholds stay "
-            "settings)",
+            label="What moderators' labels imply at thresholds around today's (a suggestion: thresholds stay settings)",
             elem_id="gc-mod-thresholds",
         )
