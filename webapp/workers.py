@@ -283,6 +283,8 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int, local
 
 
 def _start_and_supervise(group: WorkerGroup, workers: int) -> None:
+    if group.stop.is_set():  # a signal while the local model server was starting
+        return
     group.start_workers(workers)
     if not group.wait_workers_ready():
         return
