@@ -22,7 +22,6 @@ from tests.support.ports import free_port
 from tests.support.settings import SettingsFactory
 from webapp import proxy, workers
 from webapp.cli import main
-from webapp.settings import Settings
 
 RELEASE = threading.Event()  # the test's "I have the first event" to the event stream below
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/nowhere"  # parsed only: the checks come before any connection
@@ -68,7 +67,7 @@ def test_workers_get_the_parents_settings(settings_factory: SettingsFactory, mon
     env = workers.worker_env(parent, 4321)
     for key in [k for k in env if k.startswith("GUARDCHAT_")]:
         monkeypatch.setenv(key, env[key])
-    child = Settings(_env_file=None)  # type: ignore[call-arg]
+    child = settings_factory()
     assert (child.host, child.port) == ("127.0.0.1", 4321)
     assert child.secret_key.get_secret_value() == "s" * 40
     same = {"host", "port", "secret_key"}
