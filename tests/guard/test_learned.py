@@ -164,5 +164,8 @@ def test_the_reply_rail_with_its_second_opinion_on_the_test_split() -> None:
 def test_an_everyday_reply_is_not_read_again_by_the_second_opinion() -> None:
     counting = CountingSecondEncoder()
     cascade = _cascade(counting, REPLY_MODEL, SECOND_REPLY_MODEL)
-    reply = "Green tea is made from the leaves of the Camellia sinensis plant and is steamed or pan-fired soon after picking."
+    reply = (
+        "Green tea is made from the leaves of the Camellia sinensis plant "
+        "and is steamed or pan-fired soon after picking."
+    )
     assert not cascade.assess(reply).second_opinion and counting.texts == []
