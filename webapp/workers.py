@@ -38,8 +38,8 @@ WORKER_STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1
 
 
-class ChildExitedError(RuntimeError):
-    """A worker or nginx exited while the service was running (or starting)."""
+class ServiceFailedError(RuntimeError):
+    """A worker or nginx exited, or did not get ready: the service stops."""
 
 
 def check_can_scale_out(settings: Settings, workers: int) -> str:
@@ -186,13 +186,13 @@ class WorkerGroup:
             if reason and child is self.nginx:
                 reason += f"; the end of its log ({self.nginx_log}):\n{_tail(self.nginx_log)}"
             if reason:
-                raise ChildExitedError(reason)
+                raise ServiceFailedError(reason)
 
     def wait_until(self, what: str, url: str, ok: Callable[[httpx.Response], bool]) -> bool:
         """Poll ``url`` until ``ok``; False if a stop was asked for first. Raises if a child exits or on timeout."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         last = "no answer"
-        with httpx.Client(timeout=5.0) as client:
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
             while not self.stop.is_set():
                 self.check_alive()
                 try:
@@ -203,7 +203,7 @@ class WorkerGroup:
                 except httpx.TransportError as error:
                     last = f"{type(error).__name__}"
                 if time.monotonic() > deadline:
-                    raise ChildExitedError(f"{what} was not ready after {READY_TIMEOUT_S:g} s ({url}: {last})")
+                    raise ServiceFailedError(f"{what} was not ready after {READY_TIMEOUT_S:g} s ({url}: {last})")
                 self.stop.wait(POLL_INTERVAL_S)
         return False
 
@@ -219,7 +219,7 @@ class WorkerGroup:
         return self.wait_until("nginx", url, lambda r: _is_ok(r) and proxy.WORKER_HEADER in r.headers)
 
     def supervise(self) -> None:
-        """Until a stop is asked for; raises ChildExitedError if any child exits first."""
+        """Until a stop is asked for; raises ServiceFailedError if any child exits first."""
         while not self.stop.wait(POLL_INTERVAL_S):
             self.check_alive()
         self.check_alive()
@@ -273,9 +273,9 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int, local
         group = WorkerGroup(settings, nginx_binary, host, port, stop)
         try:
             _start_and_supervise(group, workers)
-        except ChildExitedError as error:
+        except ServiceFailedError as error:
             raise SystemExit(
-                f"guardchat: {error}; stopping everything (--workers {workers} does not run with fewer)"
+                f"guardchat: {error}; stopping nginx and every worker (--workers {workers} never runs degraded)"
             ) from None
         finally:
             group.shutdown()

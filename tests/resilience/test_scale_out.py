@@ -246,7 +246,7 @@ def test_a_worker_that_dies_stops_the_service_with_its_name(
         text = running.log_text()
         assert code != 0, text[-3000:]
         assert f"worker 2 (pid {victim}, {running.addresses['worker 2']}) was killed by SIGKILL" in text
-        assert "does not run with fewer" in text
+        assert "never runs degraded" in text
         assert [pid for pid in running.pids.values() if not _gone(pid)] == []
         assert [address for address in running.addresses.values() if _listening(address)] == []
     finally:
