@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from webapp import proxy
+from webapp.local_model import local_model_server, wants_local_model
 from webapp.settings import Settings
 
 READY_TIMEOUT_S = 300.0  # imports, rails and Gradio in N processes at once on a small machine
@@ -262,8 +263,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def run_workers(settings: Settings, *, host: str, port: int, workers: int, local_model: str = "no") -> None:
     """Serve with ``workers`` processes behind nginx until SIGTERM/SIGINT; SystemExit if any of them dies."""
-    from webapp.server import local_model_server, wants_local_model
-
     nginx_binary = check_can_scale_out(settings, workers)
     settings.check_secure()
     require_free(host, port)
