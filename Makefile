@@ -66,6 +66,7 @@ migrate: install
 
 lint: install
 	$(BIN)/ruff check webapp tests bench migrations rails
+	$(BIN)/ruff format --check webapp tests bench migrations rails
 
 typecheck: install
 	$(BIN)/mypy

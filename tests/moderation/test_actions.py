@@ -31,8 +31,13 @@ def flag(db: Database, flag_id: int) -> Flag:
 def events(db: Database) -> list[tuple[str, str, int | None, int | None, str]]:
     with db.read() as s:
         rows = s.execute(
-            select(User.username, ModerationEvent.action, ModerationEvent.flag_id, ModerationEvent.target_user_id,
-                   ModerationEvent.note)
+            select(
+                User.username,
+                ModerationEvent.action,
+                ModerationEvent.flag_id,
+                ModerationEvent.target_user_id,
+                ModerationEvent.note,
+            )
             .join(User, User.id == ModerationEvent.actor_id)
             .order_by(ModerationEvent.id)
         ).all()
@@ -126,9 +131,7 @@ def test_final_states_stay_final(database: Database, seeded: SeededQueue) -> Non
         act_on_flag(s, actor=seeded.moderator2, flag_id=seeded.flags["b2"], action="escalate")
 
 
-def test_bulk_action_applies_to_the_selection_and_names_each_refusal(
-    database: Database, seeded: SeededQueue
-) -> None:
+def test_bulk_action_applies_to_the_selection_and_names_each_refusal(database: Database, seeded: SeededQueue) -> None:
     f = seeded.flags
     with database.write() as s:
         outcome = act_on_flags(
@@ -158,8 +161,7 @@ def test_unknown_action_and_long_note_are_refused(sqlite_database: Database, see
 
 def test_ban_and_unban(database: Database, seeded: SeededQueue) -> None:
     with database.write() as s:
-        ban_user(s, actor=seeded.moderator, user_id=seeded.bob.id, note="repeat jailbreaks",
-                 flag_id=seeded.flags["b1"])
+        ban_user(s, actor=seeded.moderator, user_id=seeded.bob.id, note="repeat jailbreaks", flag_id=seeded.flags["b1"])
     with database.write() as s:
         assert users.authenticate(s, username="bob", password=PASSWORD) is None
     with pytest.raises(ConflictError, match=r"bob is already banned \(by mod\)"), database.write() as s:
@@ -289,9 +291,7 @@ def sql_log(database: Database) -> Iterator[list[str]]:
     event.remove(database.writer, "before_cursor_execute", record)
 
 
-def test_the_audit_trail_is_only_ever_appended_to(
-    database: Database, seeded: SeededQueue, sql_log: list[str]
-) -> None:
+def test_the_audit_trail_is_only_ever_appended_to(database: Database, seeded: SeededQueue, sql_log: list[str]) -> None:
     f = seeded.flags
     with database.write() as s:
         act_on_flag(s, actor=seeded.moderator, flag_id=f["a1"], action="assign")

@@ -89,16 +89,37 @@ def test_bad_filter_in_the_link_is_named(staff_app: StaffApp) -> None:
 
 def test_spreadsheet_formulas_in_user_text_stay_text(sqlite_database: Database, seeded_sqlite: SeededQueue) -> None:
     mallory = add_account(sqlite_database, "mallory")
-    blocked_turn(sqlite_database, seeded_sqlite, mallory, "M", "m1", at=DAY0 + timedelta(days=6),
-                  user_text='=HYPERLINK("http://evil.example","click")', stage="input", rail="check jailbreak",
-                  reason="formula")
-    export = start_export(sqlite_database, actor=seeded_sqlite.moderator, filters=QueueFilter(username="mallory"),
-                          sort="newest", fmt="csv", max_flags=10)
+    blocked_turn(
+        sqlite_database,
+        seeded_sqlite,
+        mallory,
+        "M",
+        "m1",
+        at=DAY0 + timedelta(days=6),
+        user_text='=HYPERLINK("http://evil.example","click")',
+        stage="input",
+        rail="check jailbreak",
+        reason="formula",
+    )
+    export = start_export(
+        sqlite_database,
+        actor=seeded_sqlite.moderator,
+        filters=QueueFilter(username="mallory"),
+        sort="newest",
+        fmt="csv",
+        max_flags=10,
+    )
     rows = list(csv.DictReader(io.StringIO("".join(export.chunks))))
     assert rows[0]["excerpt"] == "'" + '=HYPERLINK("http://evil.example","click")'
 
 
 def test_export_size_limit_is_named(sqlite_database: Database, seeded_sqlite: SeededQueue) -> None:
     with pytest.raises(InvalidInputError, match="matches 6 flags; an export holds at most 5"):
-        start_export(sqlite_database, actor=seeded_sqlite.moderator, filters=QueueFilter(status=None),
-                     sort="newest", fmt="csv", max_flags=5)
+        start_export(
+            sqlite_database,
+            actor=seeded_sqlite.moderator,
+            filters=QueueFilter(status=None),
+            sort="newest",
+            fmt="csv",
+            max_flags=5,
+        )

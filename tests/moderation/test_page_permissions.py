@@ -150,8 +150,9 @@ def test_an_admin_creates_an_account_and_changes_its_role_over_http(staff_app: S
     _, demo = staff_app.unguarded["admin"]
     events = event_indexes(demo)
     with staff_app.client("root") as client:
-        created = run_event(client, "/admin", events["add_account"],
-                            ["trainee", "a-long-password", "user", "new hire", ""])
+        created = run_event(
+            client, "/admin", events["add_account"], ["trainee", "a-long-password", "user", "new hire", ""]
+        )
         promoted = run_event(client, "/admin", events["change_role"], ["trainee", "moderator", "passed training", ""])
         own = run_event(client, "/admin", events["change_role"], ["root", "user", "", ""])
     assert created.success and promoted.success and own.success

@@ -46,9 +46,7 @@ def names(seeded: SeededQueue, database: Database, filters: QueueFilter, sort: s
     ],
     ids=lambda v: repr(v) if isinstance(v, list) else "",
 )
-def test_filters(
-    shared_queue: tuple[Database, SeededQueue], filters: QueueFilter, expected: list[str]
-) -> None:
+def test_filters(shared_queue: tuple[Database, SeededQueue], filters: QueueFilter, expected: list[str]) -> None:
     database, seeded = shared_queue
     assert names(seeded, database, filters) == expected
 

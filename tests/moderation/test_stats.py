@@ -28,8 +28,12 @@ def test_flags_per_day_block_rate_top_rails_and_users(shared_queue: tuple[Databa
         (day + timedelta(days=4), "self check input", 1),
     ]
     assert stats.top_rails[0] == ("self check input", 2)
-    assert sorted(stats.top_rails[1:]) == [("check abuse input", 1), ("check abuse output", 1),
-                                           ("check jailbreak", 1), ("user report", 1)]
+    assert sorted(stats.top_rails[1:]) == [
+        ("check abuse input", 1),
+        ("check abuse output", 1),
+        ("check jailbreak", 1),
+        ("user report", 1),
+    ]
     assert stats.top_users == [("bob", 1, 3)]  # only bob has a confirmed flag
     # Replies: five blocked turns and the reported (allowed) reply, which was written on day 2.
     by_day = {r.day: (r.blocked, r.turns) for r in stats.block_rate}

@@ -43,9 +43,7 @@ def sample_inputs(demo: gr.Blocks, fn_index: int) -> list[Any]:
 SELECT_EVENT = {"index": [0, 0], "value": 1, "row_value": [1], "col_value": [1], "selected": True}
 
 
-def run_event(
-    client: httpx.Client, root: str, fn_index: int, data: list[Any], event_data: Any = None
-) -> EventResult:
+def run_event(client: httpx.Client, root: str, fn_index: int, data: list[Any], event_data: Any = None) -> EventResult:
     session = uuid.uuid4().hex
     joined = client.post(
         f"{root}/gradio_api/queue/join",
