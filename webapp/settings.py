@@ -81,14 +81,14 @@ class Settings(BaseSettings):
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
     harmful_request_threshold: float = Field(
-        0.9,
+        0.7,
         ge=0.0,
         le=1.0,
         description="Learned rail: probability of a harm category at or above which a request is blocked. "
         "1 switches it off.",
     )
     jailbreak_threshold: float = Field(
-        0.9,
+        0.7,
         ge=0.0,
         le=1.0,
         description="Learned rail: probability of jailbreak or prompt injection at or above which a message is "
