@@ -15,11 +15,13 @@ The configuration keeps what must stay on one process there and spreads what nee
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from webapp.api.body_limit import refusal_body
 from webapp.settings import Settings
 
 # Debian installs nginx in /usr/sbin, which is not on an unprivileged user's PATH.
@@ -96,11 +98,7 @@ def read_timeout_s(settings: Settings) -> int:
 
 def _body_too_large(settings: Settings) -> str:
     # The same JSON refusal the app's BodyLimitMiddleware gives, for bodies nginx refuses before a worker sees them.
-    message = f"request body is larger than {settings.max_body_bytes} bytes (GUARDCHAT_MAX_BODY_BYTES)"
-    return (
-        '{"error": {"message": "' + message + '", "type": "invalid_request_error", "param": null, '
-        '"code": "body_too_large"}}'
-    )
+    return json.dumps(refusal_body(settings.max_body_bytes))
 
 
 def _run_as() -> str:

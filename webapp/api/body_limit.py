@@ -58,6 +58,11 @@ class BodyLimitMiddleware:
             await _refusal(exc)(scope, receive, send)
 
 
+def refusal_body(max_bytes: int) -> dict[str, object]:
+    """The 413's JSON body (OpenAI's error shape); nginx in front of several workers answers with it too."""
+    message = BodyTooLargeError(max_bytes).detail
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "body_too_large"}}
+
+
 def _refusal(exc: BodyTooLargeError) -> JSONResponse:
-    error = {"message": exc.detail, "type": "invalid_request_error", "param": None, "code": "body_too_large"}
-    return JSONResponse({"error": error}, status_code=413)
+    return JSONResponse(refusal_body(exc.max_bytes), status_code=413)
