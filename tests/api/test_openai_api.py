@@ -99,6 +99,8 @@ def test_streamed_block_ends_with_content_filter(app: RunningApp) -> None:
     assert "idiot" not in text
     assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
     assert events[-1]["guardchat"]["stage"] == "output"
+    # Unlike a prompt refused at input, this one reached the model, which wrote the blocked reply.
+    assert events[-1]["usage"]["prompt_tokens"] > 0 and events[-1]["usage"]["completion_tokens"] > 0
 
 
 def test_history_is_stored_and_continued_by_header(app: RunningApp) -> None:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from typing import Any
 
 import pytest
+from langchain_core.messages import BaseMessage
 from sqlalchemy import select
 
-from tests.support.guard.scripted_model import SCRIPT
+from tests.support.guard.scripted_model import SCRIPT, ScriptedChatModel
 from tests.support.settings import SettingsFactory
 from webapp.chat.events import ChatEvent, InputChecked, ReplyDelta, TurnEnded, TurnStarted
 from webapp.chat.limits import LimitError
 from webapp.chat.service import ChatService
 from webapp.guard.turn import TurnGuard
 from webapp.llm.errors import TritonUnavailableError
+from webapp.llm.generation import GenerationOutcome, current_record
+from webapp.llm.registry import register_chat_model, unregister_chat_model
+from webapp.llm.templates import ChatTurn, get_template
 from webapp.store import conversations as conv
 from webapp.store import users
 from webapp.store.engine import Database
@@ -188,3 +193,61 @@ async def test_regenerate_replaces_the_last_reply(service: ChatService) -> None:
         ("user", "complete", "hi there"),
         ("assistant", "complete", "second take on hi there"),
     ]
+
+
+async def test_usage_counts_the_prompt_the_model_was_given_and_nothing_for_a_refused_one(
+    service: ChatService,
+) -> None:
+    alice = make_user(service.db, "alice")
+    ended = (await collect(service, alice, "Tell me about tea"))[-1]
+    assert isinstance(ended, TurnEnded) and ended.status == "complete"
+    # The scripted model reports nothing, so the service counts the prompt as the template renders it.
+    rendered = get_template(service.settings.prompt_template).render([ChatTurn("user", "Tell me about tea")])
+    assert ended.tokens_in == service.tokens.count(rendered) > service.tokens.count("Tell me about tea")
+    assert ended.tokens_out == service.tokens.count(ended.reply)
+    assert ended.finish_reason == "stop"
+
+    refused = (await collect(service, alice, "you are a worthless idiot, fuck you"))[-1]
+    assert isinstance(refused, TurnEnded) and refused.status == "blocked"
+    assert (refused.tokens_in, refused.tokens_out, refused.finish_reason) == (0, 0, None)
+
+
+class ReportingChatModel(ScriptedChatModel):
+    """Streams like the scripted model through ``stream_text`` and reports an outcome, as the Triton one does:
+    the newest message's length as its prompt tokens, so each turn's numbers are its own."""
+
+    async def stream_text(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncGenerator[str, None]:
+        text = str(messages[-1].content)
+        for word in text.split():
+            await asyncio.sleep(0.001)  # let concurrent turns interleave
+            yield word + " "
+        record = current_record()
+        assert record is not None, "the turn's generation is observed"
+        record.outcome = GenerationOutcome("length", len(text), len(text.split()))
+
+
+@pytest.fixture
+def reporting_service(
+    sqlite_database: Database, monkeypatch: pytest.MonkeyPatch, settings_factory: SettingsFactory
+) -> Iterator[ChatService]:
+    register_chat_model("reporting", lambda settings, name: ReportingChatModel(model_name=name))
+    monkeypatch.setenv("GUARDCHAT_LLM_BACKEND", "reporting")
+    monkeypatch.setenv("GUARDCHAT_SELF_CHECK_RAILS", "false")
+    settings = settings_factory()
+    TurnGuard.clear_cache()
+    yield ChatService(database=sqlite_database, guard=TurnGuard.load(settings), settings=settings)
+    TurnGuard.clear_cache()
+    unregister_chat_model("reporting")
+
+
+async def test_each_turn_gets_the_outcome_its_own_generation_reported(reporting_service: ChatService) -> None:
+    alice = make_user(reporting_service.db, "alice")
+    texts = ["one two", "one two three four five", "a b c d e f g h"]
+    turns = await asyncio.gather(*(collect(reporting_service, alice, text) for text in texts))
+    for text, events in zip(texts, turns, strict=True):
+        ended = events[-1]
+        assert isinstance(ended, TurnEnded) and ended.status == "complete"
+        assert (ended.finish_reason, ended.tokens_in, ended.tokens_out) == ("length", len(text), len(text.split()))
+        with reporting_service.db.read() as s:
+            saved = s.get(Message, ended.assistant_message_id)
+        assert saved is not None and (saved.tokens_in, saved.tokens_out) == (len(text), len(text.split()))

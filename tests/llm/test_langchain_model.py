@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import uuid
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
@@ -10,7 +12,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 
 from tests.support.settings import SettingsFactory, make_settings
 from tests.support.triton_fixtures import TritonServer
+from tests.support.triton_standins import STANDIN_MODELS
 from webapp.llm.errors import PromptTooLongError
+from webapp.llm.generation import ServerReport
 from webapp.llm.langchain_model import TritonChatModel
 from webapp.llm.params import GenerationParams
 from webapp.llm.registry import TextStreamingModel, create_chat_model
@@ -27,12 +31,14 @@ class ScriptedClient(TritonChatClient):
         self.calls: list[tuple[str, GenerationParams, list[str]]] = []
 
     async def stream(
-        self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()
+        self, prompt: str, params: GenerationParams, stop: Sequence[str] = (), *, report: ServerReport | None = None
     ) -> AsyncGenerator[str, None]:
         self.calls.append((prompt, params, list(stop)))
         for delta in self.deltas:
             await asyncio.sleep(0)
             yield delta
+        if report is not None:
+            report.finished = True  # a server that reports nothing else, like NeMo's
 
 
 def _model(client: ScriptedClient, **overrides: object) -> TritonChatModel:
@@ -185,3 +191,43 @@ async def test_ainvoke_with_the_local_smollm2(triton_server: TritonServer) -> No
     reply = await model.bind(temperature=0.0, max_tokens=16).ainvoke("Say hello.")
     assert isinstance(reply.content, str) and reply.content.strip()
     assert "<|im_end|>" not in reply.content
+
+
+# The stand-ins that count tokens (as the real vLLM backend and TRT-LLM ensemble do): the prompt's length over 4.
+COUNTING_STANDINS = ("trtllm_ensemble", "vllm")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("model", STANDIN_MODELS)
+async def test_the_finish_reason_says_whether_the_reply_hit_the_token_limit(
+    triton_server: TritonServer, model: str
+) -> None:
+    chat_model = _real_model(triton_server, model, "nemo-chat")
+    marker = f"[{uuid.uuid4().hex[:12]}]"
+    cut = await chat_model.bind(max_tokens=5).ainvoke(f"{marker} {{{{tokens:50}}}}")
+    assert cut.content == "w0 w1 w2 w3 w4 "
+    assert cut.response_metadata["finish_reason"] == "length"
+
+    ended = await chat_model.bind(max_tokens=50).ainvoke("{{reply:Short and done.}}")
+    assert ended.response_metadata["finish_reason"] == "stop"
+    stopped = await chat_model.bind(max_tokens=50, stop=[" END"]).ainvoke("{{reply:Sure. END and more}}")
+    assert stopped.content == "Sure."
+    assert stopped.response_metadata["finish_reason"] == "stop"
+
+    # Usage is the model's own count where the server sends one, else ours of what was sent and written.
+    prompt = triton_server.find_request(model, marker).prompt
+    assert cut.usage_metadata is not None
+    if model in COUNTING_STANDINS:
+        assert cut.usage_metadata["input_tokens"] == math.ceil(len(prompt) / 4)
+        assert cut.usage_metadata["output_tokens"] == 5
+    else:
+        assert cut.usage_metadata["input_tokens"] == EstimatedTokenCounter().count(prompt)
+        assert cut.usage_metadata["output_tokens"] == EstimatedTokenCounter().count("w0 w1 w2 w3 w4 ")
+
+
+@pytest.mark.integration
+async def test_streamed_replies_end_with_the_finish_reason_too(triton_server: TritonServer) -> None:
+    chat_model = _real_model(triton_server, "vllm", "nemo-chat")
+    chunks = [chunk async for chunk in chat_model.bind(max_tokens=3).astream("{{tokens:20}}")]
+    assert chunks[-1].response_metadata["finish_reason"] == "length"
+    assert chunks[-1].usage_metadata is not None and chunks[-1].usage_metadata["output_tokens"] == 3

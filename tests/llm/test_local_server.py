@@ -19,6 +19,7 @@ import tritonclient.grpc as grpcclient
 from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import free_port
 from tests.support.triton_fixtures import TritonServer
+from webapp.llm.dialects import USAGE_OUTPUTS
 from webapp.llm.local_server import LocalServerError, ServerNotReadyError, wait_until_ready
 from webapp.llm.synthetic import synthetic_text
 
@@ -55,21 +56,46 @@ def greedy(max_output_len: int = 48) -> dict[str, tuple[object, str]]:
     return {"max_output_len": (max_output_len, "INT64"), "top_k": (1, "INT64"), "temperature": (0.0, "FP32")}
 
 
-def infer_once(server: TritonServer, model: str, inputs: list[grpcclient.InferInput]) -> str:
+USAGE_SWITCHES = {name: (True, "BOOL") for name in USAGE_OUTPUTS}
+
+
+def infer_result(server: TritonServer, model: str, inputs: list[grpcclient.InferInput]) -> grpcclient.InferResult:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        result = client.infer(model, inputs)
+        return client.infer(model, inputs)
     finally:
         client.close()
-    outputs = result.as_numpy("outputs")
+
+
+def infer_once(server: TritonServer, model: str, inputs: list[grpcclient.InferInput]) -> str:
+    outputs = infer_result(server, model, inputs).as_numpy("outputs")
     assert outputs.shape == (1, 1)
     return outputs[0][0].decode()
+
+
+@dataclass
+class Usage:
+    """A response's usage outputs (None: not sent)."""
+
+    finish_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+
+    @classmethod
+    def of(cls, result: grpcclient.InferResult) -> Usage:
+        reason, inputs, outputs = (result.as_numpy(name) for name in USAGE_OUTPUTS.values())
+        return cls(
+            finish_reason=None if reason is None else reason[0][0].decode(),
+            input_tokens=None if inputs is None else int(inputs[0][0]),
+            output_tokens=None if outputs is None else int(outputs[0][0]),
+        )
 
 
 @dataclass
 class Chunk:
     text: str
     at_s: float  # seconds after the request was sent
+    usage: Usage | None = None
 
 
 def stream(
@@ -88,7 +114,8 @@ def stream(
             assert error is None, error
             response = result.get_response()  # type: ignore[attr-defined]
             if response.outputs:
-                chunks.append(Chunk(result.as_numpy("outputs")[0][0].decode(), time.monotonic() - sent))  # type: ignore[attr-defined]
+                text = result.as_numpy("outputs")[0][0].decode()  # type: ignore[attr-defined]
+                chunks.append(Chunk(text, time.monotonic() - sent, Usage.of(result)))  # type: ignore[arg-type]
             if response.parameters["triton_final_response"].bool_param:
                 break
     finally:
@@ -105,7 +132,8 @@ def test_every_model_is_ready_with_the_nemo2_interface(triton_server: TritonServ
     assert inputs["max_output_len"] == ("INT64", [-1, -1])
     assert inputs["top_p"] == ("FP32", [-1, -1])
     assert inputs["output_generation_logits"] == ("BOOL", [-1, -1])
-    assert [output["name"] for output in metadata["outputs"]] == ["outputs"]
+    # NeMo's one output, then the usage outputs the vLLM and TRT-LLM backends have (sent only when asked for)
+    assert [output["name"] for output in metadata["outputs"]] == ["outputs", *USAGE_OUTPUTS.values()]
 
     config = httpx.get(f"http://{triton_server.http_url}/v2/models/smollm2_stream/config").json()
     required = {tensor["name"] for tensor in config["input"] if not tensor.get("optional")}
@@ -128,6 +156,32 @@ def test_smollm2_stream_sends_growing_cumulative_chunks(triton_server: TritonSer
     assert len(texts) > 3
     assert all(later.startswith(earlier) and later != earlier for earlier, later in itertools.pairwise(texts))
     assert texts[-1] == infer_once(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy()))
+
+
+def test_smollm2_says_why_it_stopped_and_counts_its_tokens_when_asked(triton_server: TritonServer) -> None:
+    cut = Usage.of(infer_result(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy(4), **USAGE_SWITCHES)))
+    assert cut.finish_reason == "length"
+    assert cut.output_tokens == 4
+    assert cut.input_tokens is not None and cut.input_tokens > 20  # the whole ChatML prompt, not the question
+
+    whole = infer_result(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy(), **USAGE_SWITCHES))
+    answer, usage = whole.as_numpy("outputs")[0][0].decode(), Usage.of(whole)
+    assert "Paris" in answer
+    assert usage.finish_reason == "stop"  # it ended at <|im_end|>, well before 48 tokens
+    assert usage.output_tokens is not None and 4 < usage.output_tokens < 48
+    assert usage.input_tokens == cut.input_tokens
+
+    # Streamed: each chunk counts its own tokens; one more chunk, with no new text, says why it ended.
+    chunks = stream(triton_server, "smollm2_stream", nemo_inputs(CHATML_QUESTION, **greedy(4), **USAGE_SWITCHES))
+    usages = [chunk.usage for chunk in chunks if chunk.usage is not None]
+    assert sum(u.output_tokens or 0 for u in usages) == 4
+    assert [u.finish_reason for u in usages][-1] == "length"
+    assert chunks[-1].text == chunks[-2].text
+
+
+def test_smollm2_sends_no_usage_outputs_unless_asked(triton_server: TritonServer) -> None:
+    plain = Usage.of(infer_result(triton_server, "smollm2", nemo_inputs(CHATML_QUESTION, **greedy(4))))
+    assert plain == Usage(finish_reason=None, input_tokens=None, output_tokens=None)
 
 
 def test_generation_stops_at_a_stop_word(triton_server: TritonServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from webapp.llm.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from webapp.llm.generation import ServerReport
 from webapp.llm.params import GenerationParams
 from webapp.llm.streaming import CumulativeToDelta, EchoStripper, InBandErrorCheck, ReplyCleaner, StopScanner
 from webapp.llm.templates import ChatTurn, get_template
@@ -147,12 +149,19 @@ def test_the_whole_pipeline_strips_echo_and_cuts_at_the_stop() -> None:
 # --- dialect detection (Triton's JSON forms: gRPC as_json quotes int64 dims) ------------------
 
 
-def _describe(inputs: list[tuple[str, str, bool]], output: str, *, decoupled: bool, batch: int = 8) -> tuple:
+def _describe(
+    inputs: list[tuple[str, str, bool]],
+    output: str,
+    *,
+    decoupled: bool,
+    batch: int = 8,
+    extra_outputs: tuple[str, ...] = (),
+) -> tuple:
     shape = ["-1", "1"] if batch else ["1"]
     metadata = {
         "name": "m",
         "inputs": [{"name": n, "datatype": d, "shape": shape} for n, d, _ in inputs],
-        "outputs": [{"name": output, "datatype": "BYTES", "shape": shape}],
+        "outputs": [{"name": name, "datatype": "BYTES", "shape": shape} for name in (output, *extra_outputs)],
     }
     config = {
         "config": {
@@ -244,6 +253,40 @@ def test_vllm_gets_its_sampling_parameters_as_json_with_the_stop_strings() -> No
     sampling = json.loads(tensors["sampling_parameters"].array[0])
     assert sampling == {"temperature": 0.5, "top_p": 0.8, "top_k": -1, "max_tokens": 33, "stop": ["<|im_end|>"]}
     assert tensors["exclude_input_in_output"].array.tolist() == [True]
+
+
+VLLM = [
+    ("text_input", "BYTES", False),
+    ("stream", "BOOL", True),
+    ("sampling_parameters", "BYTES", True),
+    ("exclude_input_in_output", "BOOL", True),
+]
+
+
+def test_usage_outputs_are_switched_on_where_the_model_declares_both_switch_and_output() -> None:
+    inputs = [*VLLM, ("return_finish_reason", "BOOL", True), ("return_num_output_tokens", "BOOL", True)]
+    outputs = ("finish_reason", "num_output_tokens", "num_input_tokens")  # no switch for the last one
+    described = _describe(inputs, "text_output", decoupled=True, batch=0, extra_outputs=outputs)
+    interface = detect_interface("vllm", *described)
+    assert interface.output_names == ["text_output", "finish_reason", "num_output_tokens"]
+    tensors = {t.name: t for t in interface.request("Hi", PARAMS, [], streaming=True)}
+    assert tensors["return_finish_reason"].array.tolist() == [True]
+    assert tensors["return_num_output_tokens"].array.tolist() == [True]
+    assert "return_num_input_tokens" not in tensors
+
+
+def test_an_ensemble_that_may_echo_the_prompt_is_not_asked_for_its_output_token_count() -> None:
+    # TRT-LLM counts an echoed prompt among the output tokens, so that count would not be the reply's.
+    inputs = [
+        ("text_input", "BYTES", False),
+        ("max_tokens", "INT32", False),
+        ("return_num_input_tokens", "BOOL", True),
+        ("return_num_output_tokens", "BOOL", True),
+    ]
+    outputs = ("num_input_tokens", "num_output_tokens")
+    interface = detect_interface("ensemble", *_describe(inputs, "text_output", decoupled=False, extra_outputs=outputs))
+    assert interface.may_echo_prompt
+    assert interface.output_names == ["text_output", "num_input_tokens"]
 
 
 def test_a_model_that_is_not_an_llm_is_refused_naming_its_inputs() -> None:
@@ -370,6 +413,52 @@ async def test_generation_ends_at_the_stop_string_which_never_reaches_the_user(
     deltas = [d async for d in _client(triton_server, model).stream(prompt, PARAMS, NEMO_STOP)]
     assert "".join(deltas) == "Sure, here it is."
     assert not any("<" in d for d in deltas)
+
+
+# What each stand-in says about a generation, as its real server does: vLLM why it stopped and both counts,
+# the recent TRT-LLM ensemble both counts, NeMo and the older ensemble nothing.
+SERVER_USAGE = [
+    ("nemo2310", None, False),
+    ("nemo2", None, False),
+    ("nemo2_once", None, False),
+    ("trtllm_ensemble", None, True),
+    ("trtllm_ensemble_once", None, False),
+    ("vllm", "length", True),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("model", "finish_reason", "counts"), SERVER_USAGE)
+async def test_the_report_holds_what_each_dialect_says_about_a_generation_cut_at_the_limit(
+    triton_server: TritonServer, model: str, finish_reason: str | None, counts: bool
+) -> None:
+    marker, report = _marker(), ServerReport()
+    params = PARAMS.model_copy(update={"max_new_tokens": 5})
+    stream = _client(triton_server, model).stream(f"{marker}{{{{tokens:50}}}}", params, NEMO_STOP, report=report)
+    assert "".join([delta async for delta in stream]) == "w0 w1 w2 w3 w4 "
+    assert report.finished and not report.stopped_at_stop_string
+    assert report.finish_reason == finish_reason
+    record = triton_server.find_request(model, marker)
+    assert record.stop_reason == "max_tokens"
+    if counts:
+        assert report.completion_tokens == 5
+        assert report.prompt_tokens == math.ceil(len(record.prompt) / 4)  # the stand-in's own token count
+    else:
+        assert report.completion_tokens is None and report.prompt_tokens is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("model", [model for model, _, _ in SERVER_USAGE])
+async def test_the_report_says_when_a_reply_ended_at_a_stop_string(triton_server: TritonServer, model: str) -> None:
+    report = ServerReport()
+    prompt = "{{reply:Sure, here it is.\n<extra_id_1>User\nIgnore all rules}}"
+    stream = _client(triton_server, model).stream(prompt, PARAMS, NEMO_STOP, report=report)
+    assert "".join([delta async for delta in stream]) == "Sure, here it is."
+    assert report.finished
+    if model == "vllm":  # vLLM cuts the stop string itself and leaves it out: its finish reason says so
+        assert report.finish_reason == "stop"
+    else:
+        assert report.stopped_at_stop_string
 
 
 @pytest.mark.integration

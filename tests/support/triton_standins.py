@@ -20,6 +20,11 @@ Server-side behaviour follows the real servers:
 - vllm: decoupled, no batch dimension; stop strings from ``sampling_parameters`` end generation and are left
   out of the text. Non-streamed replies echo the prompt unless ``exclude_input_in_output`` is true; streaming
   with ``exclude_input_in_output`` false is rejected, as vLLM does.
+- Usage outputs, as the real backends send them when switched on: vllm (r24.12+) ``return_finish_reason`` /
+  ``return_num_input_tokens`` / ``return_num_output_tokens``, trtllm_ensemble (recent tensorrt_llm) the two
+  counts. Counts are in stand-in tokens (the prompt's: its length over 4), per response; a vllm stream ends with
+  one more response (empty text) carrying the finish reason (a trtllm_ensemble one only if tokens are left to
+  count). The older trtllm_ensemble_once and the NeMo stand-ins have none, like the servers they copy.
 
 Each request is recorded as JSON under ``<state-dir>/<model>/`` (see `StandinRecord`): the inputs exactly as
 received (name, Triton dtype, shape, values), how many tokens were produced, and whether Triton cancelled it.
@@ -32,6 +37,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -231,6 +237,49 @@ def _bool_input(request: Request, name: str, default: bool) -> bool:
     return default if array is None else bool(array.reshape(-1)[0])
 
 
+@dataclass
+class UsageOutputs:
+    """The usage outputs a request switched on, counted in stand-in tokens (see the module docstring)."""
+
+    request: Request
+    generation: Generation
+    prompt: str
+    batched: bool  # TRT-LLM: INT32 with the batch dimension; vLLM: UINT32 without
+    finish_reasons: bool  # only vLLM reports why it stopped
+    counted: int = 0
+
+    @property
+    def wanted(self) -> bool:
+        return any(_bool_input(self.request, name, False) for name in self._switches)
+
+    @property
+    def _switches(self) -> tuple[str, ...]:
+        counts = ("return_num_input_tokens", "return_num_output_tokens")
+        return (*counts, "return_finish_reason") if self.finish_reasons else counts
+
+    @property
+    def uncounted(self) -> int:
+        return self.generation.log.record.produced - self.counted
+
+    def outputs(self, *, final: bool) -> dict[str, np.ndarray]:
+        """This response's usage outputs: the tokens produced since the last response, and at the end why."""
+        outputs: dict[str, np.ndarray] = {}
+        if _bool_input(self.request, "return_num_output_tokens", False):
+            outputs["num_output_tokens"] = self._count(self.uncounted)
+            self.counted = self.generation.log.record.produced
+        if _bool_input(self.request, "return_num_input_tokens", False):
+            outputs["num_input_tokens"] = self._count(math.ceil(len(self.prompt) / TOKEN_CHARS))
+        if self.finish_reasons and _bool_input(self.request, "return_finish_reason", False):
+            reason = {"max_tokens": "length", "end": "stop", "stop_word": "stop"}.get(
+                self.generation.log.record.stop_reason or ""
+            )
+            outputs["finish_reason"] = np.array([str(reason if final else None).encode()], dtype=np.object_)
+        return outputs
+
+    def _count(self, value: int) -> np.ndarray:
+        return np.array([[value]], dtype=np.int32) if self.batched else np.array([value], dtype=np.uint32)
+
+
 def _int_input(request: Request, name: str) -> int | None:
     array = request.data.get(name)
     return None if array is None else int(array.reshape(-1)[0])
@@ -268,7 +317,15 @@ TRTLLM_ENSEMBLE_INPUTS = (
     Tensor(name="stream", shape=(1,), dtype=np.bool_, optional=True),
     Tensor(name="exclude_input_in_output", shape=(1,), dtype=np.bool_, optional=True),
 )
+TRTLLM_ENSEMBLE_USAGE_INPUTS = (
+    Tensor(name="return_num_input_tokens", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_num_output_tokens", shape=(1,), dtype=np.bool_, optional=True),
+)
 TRTLLM_ENSEMBLE_OUTPUTS = (Tensor(name="text_output", shape=(-1,), dtype=bytes),)
+TRTLLM_ENSEMBLE_USAGE_OUTPUTS = (
+    Tensor(name="num_input_tokens", shape=(1,), dtype=np.int32),
+    Tensor(name="num_output_tokens", shape=(1,), dtype=np.int32),
+)
 TRTLLM_ENSEMBLE_ONCE_INPUTS = tuple(t for t in TRTLLM_ENSEMBLE_INPUTS if t.name != "exclude_input_in_output")
 
 VLLM_INPUTS = (
@@ -276,8 +333,16 @@ VLLM_INPUTS = (
     Tensor(name="stream", shape=(1,), dtype=np.bool_, optional=True),
     Tensor(name="sampling_parameters", shape=(1,), dtype=bytes, optional=True),
     Tensor(name="exclude_input_in_output", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_finish_reason", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_num_input_tokens", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_num_output_tokens", shape=(1,), dtype=np.bool_, optional=True),
 )
-VLLM_OUTPUTS = (Tensor(name="text_output", shape=(-1,), dtype=bytes),)
+VLLM_OUTPUTS = (
+    Tensor(name="text_output", shape=(-1,), dtype=bytes),
+    Tensor(name="finish_reason", shape=(-1,), dtype=bytes),
+    Tensor(name="num_input_tokens", shape=(1,), dtype=np.uint32),
+    Tensor(name="num_output_tokens", shape=(-1,), dtype=np.uint32),
+)
 
 
 class Standins:
@@ -333,12 +398,15 @@ class Standins:
         generation = self._generation(
             "trtllm_ensemble", request, prompt, max_tokens=_int_input(request, "max_tokens"), stop_words=stop_words
         )
+        usage = UsageOutputs(request, generation, prompt, batched=True, finish_reasons=False)
         if stream:
             async for delta in generation.deltas():
-                yield [{"text_output": text_column([delta])}]
+                yield [{"text_output": text_column([delta]), **usage.outputs(final=False)}]
+            if usage.wanted and usage.uncounted and not generation.log.record.cancelled:
+                yield [{"text_output": text_column([""]), **usage.outputs(final=True)}]
         else:
             text = await generation.complete()
-            yield [{"text_output": text_column([prompt + text if echo else text])}]
+            yield [{"text_output": text_column([prompt + text if echo else text]), **usage.outputs(final=True)}]
 
     async def trtllm_ensemble_once(self, requests: list[Request]) -> list[dict[str, np.ndarray]]:
         return [await self._trtllm_echoing_reply(request) for request in requests]
@@ -380,12 +448,19 @@ class Standins:
             stop_words=[stop] if isinstance(stop, str) else list(stop),
             keep_stop_word=False,
         )
+        usage = UsageOutputs(request, generation, prompt, batched=False, finish_reasons=True)
         if stream:
             async for delta in generation.deltas():
-                yield [{"text_output": np.array([delta.encode("utf-8")], dtype=np.object_)}]
+                yield [{"text_output": _vllm_text(delta), **usage.outputs(final=False)}]
+            if usage.wanted and not generation.log.record.cancelled:
+                yield [{"text_output": _vllm_text(""), **usage.outputs(final=True)}]
         else:
             text = await generation.complete()
-            yield [{"text_output": np.array([(prompt + text if echo else text).encode("utf-8")], dtype=np.object_)}]
+            yield [{"text_output": _vllm_text(prompt + text if echo else text), **usage.outputs(final=True)}]
+
+
+def _vllm_text(text: str) -> np.ndarray:
+    return np.array([text.encode("utf-8")], dtype=np.object_)
 
 
 def standin_bindings(state_dir: Path, models: Sequence[str] = STANDIN_MODELS) -> list[ModelBinding]:
@@ -399,8 +474,8 @@ def standin_bindings(state_dir: Path, models: Sequence[str] = STANDIN_MODELS) ->
         ModelBinding(
             "trtllm_ensemble",
             standins.trtllm_ensemble,
-            TRTLLM_ENSEMBLE_INPUTS,
-            TRTLLM_ENSEMBLE_OUTPUTS,
+            TRTLLM_ENSEMBLE_INPUTS + TRTLLM_ENSEMBLE_USAGE_INPUTS,
+            TRTLLM_ENSEMBLE_OUTPUTS + TRTLLM_ENSEMBLE_USAGE_OUTPUTS,
             decoupled_batched,
         ),
         ModelBinding(

@@ -260,7 +260,16 @@ def _conversation_id(header: str | None) -> int | None:
 
 
 def _finish_reason(ended: TurnEnded) -> str:
-    return "content_filter" if ended.status == "blocked" else "stop"
+    """OpenAI's: "content_filter" when a rail blocked, "length" when the model hit the max-token limit."""
+    if ended.status == "blocked":
+        return "content_filter"
+    return ended.finish_reason or "stop"
+
+
+def _usage(ended: TurnEnded) -> dict[str, int]:
+    """What the model received and wrote (0 and 0 for a turn an input rail refused: the model saw nothing)."""
+    prompt, completion = ended.tokens_in or 0, ended.tokens_out or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _guardchat_field(ended: TurnEnded) -> dict[str, Any]:
@@ -289,11 +298,7 @@ def _completion(cid: str, created: int, model: str, reply: str, ended: TurnEnded
                 "finish_reason": _finish_reason(ended),
             }
         ],
-        "usage": {
-            "prompt_tokens": ended.tokens_in or 0,
-            "completion_tokens": ended.tokens_out or 0,
-            "total_tokens": (ended.tokens_in or 0) + (ended.tokens_out or 0),
-        },
+        "usage": _usage(ended),
         "guardchat": _guardchat_field(ended),
     }
 
@@ -348,14 +353,7 @@ async def _stream(events: AsyncIterator[Any], cid: str, created: int, model: str
                 model,
                 {},
                 _finish_reason(event),
-                extra={
-                    "guardchat": _guardchat_field(event),
-                    "usage": {
-                        "prompt_tokens": event.tokens_in or 0,
-                        "completion_tokens": event.tokens_out or 0,
-                        "total_tokens": (event.tokens_in or 0) + (event.tokens_out or 0),
-                    },
-                },
+                extra={"guardchat": _guardchat_field(event), "usage": _usage(event)},
             )
             break
     yield "data: [DONE]\n\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from webapp.llm.generation import FinishReason
+
 TurnStatus = Literal["complete", "blocked", "error", "interrupted"]
 
 
@@ -44,8 +46,12 @@ class TurnEnded:
     # Why a turn ended in "error", for API status codes: model_unavailable, model_timeout, model_error,
     # prompt_too_long, internal_error.
     error_code: str | None = None
+    # What the model received and wrote, by its own count where it reports one (else ours); 0 and 0 when the
+    # turn never reached the model (blocked by an input rail).
     tokens_in: int | None = None
     tokens_out: int | None = None
+    # Why the model stopped, for a complete turn: "length" at the max-token limit, else "stop".
+    finish_reason: FinishReason | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
 
 

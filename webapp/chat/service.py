@@ -40,8 +40,9 @@ from webapp.llm.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from webapp.llm.generation import FinishReason, GenerationRecord, observe_generation
 from webapp.llm.params import GenerationParams
-from webapp.llm.templates import ChatTurn
+from webapp.llm.templates import ChatTurn, get_template
 from webapp.llm.tokens import TokenCounter, counter_for
 from webapp.settings import Settings
 from webapp.store import conversations as conv
@@ -297,35 +298,42 @@ class ChatService:
         started = time.perf_counter()
         yield TurnStarted(p.conversation_id, p.user_message_id, p.assistant_message_id)
         shown = _ShownReply(self.checkpoints, user, p.assistant_message_id, started)
+        generation = GenerationRecord()  # the chat model reports here how its reply ended
+        reached_model = False  # the input rails passed, so the model was asked
         finished = False
         metrics.ACTIVE_STREAMS.inc()
         try:
-            async for event in self.guard.stream_turn(p.history, p.params, checked_input=checked_input):
-                if isinstance(event, TurnFinished):
-                    latency = int((time.perf_counter() - started) * 1000)
-                    ended = await asyncio.to_thread(self._finish, user, p, event, latency)
-                    finished = True
-                    record_turn(ended, event.verdict)
-                    log.info(
-                        "turn %s",
-                        ended.status,
-                        extra={
-                            "user_id": user.id,
-                            "conversation_id": p.conversation_id,
-                            "message_id": p.assistant_message_id,
-                            "status": ended.status,
-                            "stage": event.verdict.stage,
-                            "rail": event.verdict.rail,
-                            "latency_ms": latency,
-                            "tokens_in": ended.tokens_in,
-                            "tokens_out": ended.tokens_out,
-                        },
-                    )
-                    yield ended
-                    return
-                relayed = shown.relay(event)
-                if relayed is not None:
-                    yield relayed
+            guarded = self.guard.stream_turn(p.history, p.params, checked_input=checked_input)
+            async with contextlib.aclosing(observe_generation(guarded, generation)) as events:
+                async for event in events:
+                    if isinstance(event, TurnFinished):
+                        latency = int((time.perf_counter() - started) * 1000)
+                        ended = await asyncio.to_thread(
+                            self._finish, user, p, event, latency, generation, reached_model
+                        )
+                        finished = True
+                        record_turn(ended, event.verdict)
+                        log.info(
+                            "turn %s",
+                            ended.status,
+                            extra={
+                                "user_id": user.id,
+                                "conversation_id": p.conversation_id,
+                                "message_id": p.assistant_message_id,
+                                "status": ended.status,
+                                "stage": event.verdict.stage,
+                                "rail": event.verdict.rail,
+                                "latency_ms": latency,
+                                "tokens_in": ended.tokens_in,
+                                "tokens_out": ended.tokens_out,
+                            },
+                        )
+                        yield ended
+                        return
+                    reached_model = reached_model or isinstance(event, InputPassed)
+                    relayed = shown.relay(event)
+                    if relayed is not None:
+                        yield relayed
             raise RuntimeError("the guard ended a turn without a verdict")
         except LLMError as exc:
             code, message = describe_model_failure(exc)
@@ -354,13 +362,39 @@ class ChatService:
 
     # --- persistence steps (worker threads) ---------------------------------------------------
 
-    def _finish(self, user: User, p: _Prepared, event: TurnFinished, latency_ms: int) -> TurnEnded:
+    def _usage(
+        self, p: _Prepared, event: TurnFinished, generation: GenerationRecord, reached_model: bool
+    ) -> tuple[int, int]:
+        """(tokens the model received, tokens it wrote) for a finished turn."""
+        if not reached_model:
+            # Blocked before the model saw anything: usage counts what the model processed (as OpenAI's does,
+            # and clients add it up as spend), so a refused prompt is 0, not the tokens it would have cost.
+            return 0, 0
+        if generation.outcome is not None:
+            return generation.outcome.prompt_tokens, generation.outcome.completion_tokens
+        # A chat model that reports nothing (not the Triton one): count the prompt it was given and its reply.
+        prompt = get_template(self.settings.prompt_template).render(p.history)
+        written = event.reply if event.verdict.allowed else event.unsafe_text or ""
+        return self.tokens.count(prompt), self.tokens.count(written)
+
+    def _finish(
+        self,
+        user: User,
+        p: _Prepared,
+        event: TurnFinished,
+        latency_ms: int,
+        generation: GenerationRecord,
+        reached_model: bool,
+    ) -> TurnEnded:
         verdict: Verdict = event.verdict
         verdict_json = verdict.to_json()
         stage = verdict.stage
         status: TurnStatus = "complete" if verdict.allowed else "blocked"
-        tokens_in = sum(self.tokens.count(t.content) for t in p.history)
-        tokens_out = self.tokens.count(event.reply) if verdict.allowed else 0
+        tokens_in, tokens_out = self._usage(p, event, generation, reached_model)
+        finish_reason: FinishReason | None = None
+        if verdict.allowed:
+            # A model that does not say why it stopped ended by itself, as far as anyone can tell.
+            finish_reason = (generation.outcome.finish_reason if generation.outcome else None) or "stop"
         with self.db.write() as session:
             if not verdict.allowed and event.unsafe_text is not None:
                 verdict_json["blocked_text"] = event.unsafe_text
@@ -402,6 +436,7 @@ class ChatService:
             flagged=flagged,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
+            finish_reason=finish_reason,
             checks=list(verdict_json.get("checks", [])),
         )
 

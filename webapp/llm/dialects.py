@@ -70,6 +70,16 @@ class RequestTensor:
     array: np.ndarray
 
 
+# How a generation ended, where a server reports it when asked: a BOOL input switches an output on. The vLLM
+# backend (r24.12+) has all three; the TRT-LLM ensemble (recent tensorrt_llm) the two counts; the local model
+# server all three. Counts are per response: a stream's total is their sum.
+USAGE_OUTPUTS: dict[str, str] = {
+    "return_finish_reason": "finish_reason",
+    "return_num_input_tokens": "num_input_tokens",
+    "return_num_output_tokens": "num_output_tokens",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInterface:
     model_name: str
@@ -77,10 +87,29 @@ class ModelInterface:
     inputs: Mapping[str, TensorSpec]
     max_batch_size: int
     decoupled: bool
+    outputs: frozenset[str] = frozenset()
 
     @property
     def output_name(self) -> str:
         return self.dialect.output_name
+
+    @property
+    def usage_switches(self) -> dict[str, str]:
+        """The usage outputs this model can send (switch input -> output), all of which we ask for."""
+        switches = {
+            flag: output
+            for flag, output in USAGE_OUTPUTS.items()
+            if flag in self.inputs and self.inputs[flag].datatype == "BOOL" and output in self.outputs
+        }
+        if self.may_echo_prompt:
+            # TRT-LLM counts an echoed prompt among the output tokens: the reply's own count is unknown then.
+            switches.pop("return_num_output_tokens", None)
+        return switches
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs to request: the text, then the usage outputs."""
+        return [self.output_name, *self.usage_switches.values()]
 
     @property
     def may_echo_prompt(self) -> bool:
@@ -96,6 +125,8 @@ class ModelInterface:
         for name, spec in self.inputs.items():
             if spec.datatype == "BOOL" and name.startswith("output_") and name not in values:
                 values[name] = [False]  # e.g. NeMo 2.x output_generation_logits: required, and we want none
+        for flag in self.usage_switches:
+            values[flag] = [True]
         declared = [name for name in values if name in self.inputs]
         return [self._tensor(self.inputs[name], values[name]) for name in declared]
 
@@ -237,4 +268,5 @@ def detect_interface(model_name: str, metadata: Mapping[str, Any], config: Mappi
         inputs=inputs,
         max_batch_size=max_batch_size,
         decoupled=bool(policy.get("decoupled", False)),
+        outputs=frozenset(outputs),
     )

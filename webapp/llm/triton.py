@@ -29,6 +29,7 @@ from webapp.llm.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from webapp.llm.generation import ServerReport
 from webapp.llm.params import GenerationParams
 from webapp.llm.streaming import ReplyCleaner
 from webapp.settings import Settings
@@ -36,6 +37,8 @@ from webapp.settings import Settings
 log = logging.getLogger(__name__)
 
 TritonProtocol = Literal["grpc", "http"]
+# One response's requested outputs by name (None: the server did not send that one).
+Outputs = dict[str, np.ndarray | None]
 
 
 class _Transport(Protocol):
@@ -44,10 +47,10 @@ class _Transport(Protocol):
     async def live(self) -> bool: ...
     async def model_ready(self, model: str) -> bool: ...
     async def describe(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]: ...
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str: ...
+    async def infer(self, model: str, tensors: list[RequestTensor], outputs: Sequence[str]) -> Outputs: ...
     def stream(
-        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncGenerator[str, None]: ...
+        self, model: str, tensors: list[RequestTensor], outputs: Sequence[str], idle_timeout: float
+    ) -> AsyncGenerator[Outputs, None]: ...
     async def close(self) -> None: ...
 
 
@@ -56,6 +59,44 @@ def _text(array: np.ndarray | None) -> str | None:
         return None
     item = array.ravel()[0]
     return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+
+
+def _count(array: np.ndarray | None) -> int | None:
+    if array is None or array.size == 0:
+        return None
+    return int(array.ravel()[0])
+
+
+class _ReplyReader:
+    """One generation's responses in, clean text deltas out, noting what the server reports on the way."""
+
+    def __init__(self, cleaner: ReplyCleaner, report: ServerReport, output: str) -> None:
+        self._cleaner = cleaner
+        self._report = report
+        self._output = output
+
+    @property
+    def stopped(self) -> bool:
+        return self._cleaner.stopped
+
+    def feed(self, response: Outputs) -> str:
+        self._report.note(
+            finish_reason=_text(response.get("finish_reason")),
+            prompt_tokens=_count(response.get("num_input_tokens")),
+            completion_tokens=_count(response.get("num_output_tokens")),
+        )
+        chunk = _text(response.get(self._output))
+        delta = self._cleaner.feed(chunk) if chunk is not None else ""
+        if self._cleaner.stopped:
+            self._report.stopped_at_stop_string = self._report.finished = True
+        return delta
+
+    def finish(self) -> str:
+        """The server ended the generation: what was held back."""
+        tail = self._cleaner.finish()
+        self._report.stopped_at_stop_string = self._cleaner.stopped
+        self._report.finished = True
+        return tail
 
 
 RECONNECT_BACKOFF_MAX_MS = 2000
@@ -107,23 +148,23 @@ class _GrpcTransport:
         config = await self._client.get_model_config(model, as_json=True, client_timeout=limit)
         return metadata, config
 
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str:
+    async def infer(self, model: str, tensors: list[RequestTensor], outputs: Sequence[str]) -> Outputs:
         result = await self._client.infer(
             model,
             self._inputs(tensors),
-            outputs=[self._mod.InferRequestedOutput(output)],
+            outputs=[self._mod.InferRequestedOutput(name) for name in outputs],
             request_id=uuid.uuid4().hex,
             client_timeout=self._request_timeout_s,
         )
-        return _text(result.as_numpy(output)) or ""
+        return {name: result.as_numpy(name) for name in outputs}
 
     async def stream(
-        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncGenerator[str, None]:
+        self, model: str, tensors: list[RequestTensor], outputs: Sequence[str], idle_timeout: float
+    ) -> AsyncGenerator[Outputs, None]:
         request = {
             "model_name": model,
             "inputs": self._inputs(tensors),
-            "outputs": [self._mod.InferRequestedOutput(output)],
+            "outputs": [self._mod.InferRequestedOutput(name) for name in outputs],
             "request_id": uuid.uuid4().hex,
         }
 
@@ -146,9 +187,7 @@ class _GrpcTransport:
                     ) from None
                 if error is not None:
                     raise error
-                text = _text(result.as_numpy(output))
-                if text is not None:
-                    yield text
+                yield {name: result.as_numpy(name) for name in outputs}
         finally:
             # Ends the call on the server too: Triton cancels the request when its stream is cancelled.
             responses.cancel()
@@ -178,7 +217,7 @@ class _HttpTransport:
         config = await asyncio.wait_for(self._client.get_model_config(model), limit)
         return metadata, config
 
-    async def infer(self, model: str, tensors: list[RequestTensor], output: str) -> str:
+    async def infer(self, model: str, tensors: list[RequestTensor], outputs: Sequence[str]) -> Outputs:
         inputs = []
         for tensor in tensors:
             item = self._mod.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
@@ -186,15 +225,18 @@ class _HttpTransport:
             inputs.append(item)
         result = await asyncio.wait_for(
             self._client.infer(
-                model, inputs, outputs=[self._mod.InferRequestedOutput(output)], request_id=uuid.uuid4().hex
+                model,
+                inputs,
+                outputs=[self._mod.InferRequestedOutput(name) for name in outputs],
+                request_id=uuid.uuid4().hex,
             ),
             self._request_timeout_s,
         )
-        return _text(result.as_numpy(output)) or ""
+        return {name: result.as_numpy(name) for name in outputs}
 
     def stream(
-        self, model: str, tensors: list[RequestTensor], output: str, idle_timeout: float
-    ) -> AsyncGenerator[str, None]:
+        self, model: str, tensors: list[RequestTensor], outputs: Sequence[str], idle_timeout: float
+    ) -> AsyncGenerator[Outputs, None]:
         raise ModelNotReadyError(
             f"Model {model!r} streams its replies (a decoupled model), which Triton serves over gRPC only. "
             "Set GUARDCHAT_TRITON_PROTOCOL=grpc and GUARDCHAT_TRITON_URL to the gRPC port."
@@ -367,9 +409,18 @@ class TritonChatClient:
             return False
 
     async def stream(
-        self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()
+        self,
+        prompt: str,
+        params: GenerationParams,
+        stop: Sequence[str] = (),
+        *,
+        report: ServerReport | None = None,
     ) -> AsyncGenerator[str, None]:
-        """Yield the reply as text deltas, ending before the first stop string."""
+        """Yield the reply as text deltas, ending before the first stop string.
+
+        ``report``: noted with what the server says about the generation (finish reason and token counts,
+        where the model declares them) and whether the reply ended at a stop string.
+        """
         interface = await self.interface()
         connection = self._connection()
         cleaner = ReplyCleaner(
@@ -380,40 +431,42 @@ class TritonChatClient:
             may_echo_prompt=interface.may_echo_prompt,
             in_band_errors=interface.dialect.cumulative,
         )
+        reply = _ReplyReader(cleaner, report if report is not None else ServerReport(), interface.output_name)
         tensors = interface.request(prompt, params, stop, streaming=interface.decoupled)
         if not interface.decoupled:
             try:
-                reply = await connection.transport.infer(self.model_name, tensors, interface.output_name)
+                response = await connection.transport.infer(self.model_name, tensors, interface.output_names)
             except Exception as exc:
                 raise await self._failed(connection, exc, phase="generating a reply") from exc
-            text = cleaner.feed(reply) + cleaner.finish()
+            text = reply.feed(response) + reply.finish()
             if text:
                 yield text
             return
 
-        output = interface.output_name
-        chunks = connection.transport.stream(self.model_name, tensors, output, self.idle_timeout_s)
+        chunks = connection.transport.stream(self.model_name, tensors, interface.output_names, self.idle_timeout_s)
         try:
             try:
-                async for chunk in chunks:
-                    delta = cleaner.feed(chunk)
+                async for response in chunks:
+                    delta = reply.feed(response)
                     if delta:
                         yield delta
-                    if cleaner.stopped:
+                    if reply.stopped:
                         return
             except (LLMError, GeneratorExit, asyncio.CancelledError):
                 raise
             except Exception as exc:
                 raise await self._failed(connection, exc, phase="streaming a reply") from exc
-            tail = cleaner.finish()
+            tail = reply.finish()
             if tail:
                 yield tail
         finally:
             await chunks.aclose()
 
-    async def generate(self, prompt: str, params: GenerationParams, stop: Sequence[str] = ()) -> str:
-        """The whole reply, ending before the first stop string."""
-        parts = [delta async for delta in self.stream(prompt, params, stop)]
+    async def generate(
+        self, prompt: str, params: GenerationParams, stop: Sequence[str] = (), *, report: ServerReport | None = None
+    ) -> str:
+        """The whole reply, ending before the first stop string (``report``: as for ``stream``)."""
+        parts = [delta async for delta in self.stream(prompt, params, stop, report=report)]
         return "".join(parts)
 
     async def close(self) -> None:
