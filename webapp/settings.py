@@ -81,25 +81,25 @@ class Settings(BaseSettings):
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
     harmful_request_threshold: float = Field(
-        0.7,
+        0.65,
         ge=0.0,
         le=1.0,
-        description="Learned rail: probability of a harm category at or above which a request is blocked. "
-        "1 switches it off.",
+        description="Learned rail: score of a harm category (the heads' probability blended with the wording "
+        "head's) at or above which a request is blocked. 1 switches it off.",
     )
     jailbreak_threshold: float = Field(
+        0.65,
+        ge=0.0,
+        le=1.0,
+        description="Learned rail: score of jailbreak or prompt injection (blended as above) at or above which a "
+        "message is blocked. 1 switches it off.",
+    )
+    harmful_reply_threshold: float = Field(
         0.7,
         ge=0.0,
         le=1.0,
-        description="Learned rail: probability of jailbreak or prompt injection at or above which a message is "
-        "blocked. 1 switches it off.",
-    )
-    harmful_reply_threshold: float = Field(
-        0.9,
-        ge=0.0,
-        le=1.0,
-        description="Learned rail: probability of harmful content at or above which a reply chunk is blocked. "
-        "1 switches it off.",
+        description="Learned rail: score of harmful content (the heads' probability blended with the wording "
+        "head's) at or above which a reply chunk is blocked. 1 switches it off.",
     )
     input_window_turns: int = Field(
         4,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +58,7 @@ class Assessment:
     category: str  # likeliest unsafe category
     read_as: str  # "as written", "deobfuscated" or "window N"
     second_opinion: bool = False  # judged by the head over both encoders
+    wording: float | None = None  # the wording head's score, when it was blended in (webapp/guard/lexical.py)
 
 
 def windows(text: str, words: int = WINDOW_WORDS) -> list[str]:
@@ -144,12 +145,39 @@ class SecondOpinion:
     from_score: float
 
 
+class WordingScorer(Protocol):
+    def score(self, text: str) -> float: ...
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The wording head (webapp/guard/lexical.py) and its share of the final score: the unsafe score is
+    ``(1 - weight) * heads + weight * wording``, each the highest over the text's readings."""
+
+    head: WordingScorer
+    weight: float
+
+
+def blend(a: Assessment, wording: float, weight: float) -> Assessment:
+    """``a`` with the wording score blended in; the harm and attack shares keep their proportions."""
+    unsafe = (1.0 - weight) * a.unsafe + weight * wording
+    scale = unsafe / a.unsafe if a.unsafe > 0 else 0.0
+    return replace(a, unsafe=unsafe, harm=a.harm * scale, attack=a.attack * scale, wording=wording)
+
+
 class LearnedClassifier:
     """Encoder + head: ``assess(text)`` reads the text every way described in the module docstring."""
 
-    def __init__(self, head: LearnedHead, encoder: SentenceEncoder, second: SecondOpinion | None = None) -> None:
+    def __init__(
+        self,
+        head: LearnedHead,
+        encoder: SentenceEncoder,
+        second: SecondOpinion | None = None,
+        wording: Wording | None = None,
+    ) -> None:
         self.head = head
         self.second = second
+        self.wording = wording
         self._encoder = encoder
 
     @classmethod
@@ -198,7 +226,10 @@ class LearnedClassifier:
         out, start = [], 0
         for readings, labels in plan:
             end = start + len(readings)
-            out.append(self._judge(readings, labels, embedded[start:end], probs[start:end], second=second_opinion))
+            found = self._judge(readings, labels, embedded[start:end], probs[start:end], second=second_opinion)
+            if self.wording is not None:
+                found = blend(found, max(self.wording.head.score(r) for r in readings), self.wording.weight)
+            out.append(found)
             start = end
         return out
 
@@ -208,4 +239,5 @@ def describe(assessment: Assessment, family: str, part: str | None = None) -> st
     where = f"{part}: " if part else ""
     how = "" if assessment.read_as == "as written" else f", {assessment.read_as}"
     how += ", second opinion" if assessment.second_opinion else ""
+    how += f", wording {assessment.wording:.2f}" if assessment.wording is not None else ""
     return f"{where}{family} ({assessment.category.replace('_', ' ')}, score {assessment.unsafe:.2f}{how})"

