@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +27,17 @@ DIMENSIONS = 512
 
 class ClassifierLoadError(RuntimeError):
     """A learned rail's model could not be loaded; the message names the package and the file."""
+
+
+@contextmanager
+def reading_model(path: Path) -> Iterator[None]:
+    """Turn a failure to read a rail's model file into a ClassifierLoadError that names the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ClassifierLoadError(f"learned rail model {path} is missing; run `guardchat rails train`") from None
+    except Exception as exc:
+        raise ClassifierLoadError(f"learned rail model {path} could not be read: {type(exc).__name__}: {exc}") from exc
 
 
 def limit_blas_threads() -> None:

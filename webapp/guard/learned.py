@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from webapp.guard.encoder import ClassifierLoadError, SentenceEncoder, shared_encoder
+from webapp.guard.encoder import ClassifierLoadError, SentenceEncoder, reading_model, shared_encoder
 from webapp.guard.normalise import deobfuscate
 
 SAFE = "safe"
@@ -87,19 +87,12 @@ class LearnedHead:
     """A multilayer perceptron (ReLU hidden layers, softmax output) stored as an npz file."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                self.labels: tuple[str, ...] = tuple(str(x) for x in data["labels"])
-                layers = int(data["layers"])
-                self._weights = [np.asarray(data[f"W{i}"], dtype=np.float32) for i in range(layers)]
-                self._biases = [np.asarray(data[f"b{i}"], dtype=np.float32) for i in range(layers)]
-                self.record: dict[str, object] = json.loads(str(data["record"]))
-        except FileNotFoundError:
-            raise ClassifierLoadError(f"learned rail model {path} is missing; run `guardchat rails train`") from None
-        except Exception as exc:
-            raise ClassifierLoadError(
-                f"learned rail model {path} could not be read: {type(exc).__name__}: {exc}"
-            ) from exc
+        with reading_model(path), np.load(path, allow_pickle=False) as data:
+            self.labels: tuple[str, ...] = tuple(str(x) for x in data["labels"])
+            layers = int(data["layers"])
+            self._weights = [np.asarray(data[f"W{i}"], dtype=np.float32) for i in range(layers)]
+            self._biases = [np.asarray(data[f"b{i}"], dtype=np.float32) for i in range(layers)]
+            self.record: dict[str, object] = json.loads(str(data["record"]))
         if SAFE not in self.labels:
             raise ClassifierLoadError(f"learned rail model {path} has no '{SAFE}' class")
         self.safe_index = self.labels.index(SAFE)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from webapp.guard.encoder import ClassifierLoadError
+from webapp.guard.encoder import ClassifierLoadError, reading_model
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s+")
@@ -71,19 +71,12 @@ class LexicalHead:
     """``score(text)``: the probability that a text is unsafe, from its wording alone."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                vocabulary = str(data["vocabulary"]).split("\n")
-                self._idf = np.asarray(data["idf"], dtype=np.float32)
-                self._coef = np.asarray(data["coef"], dtype=np.float32)
-                self._intercept = float(data["intercept"])
-                self.record: dict[str, object] = json.loads(str(data["record"]))
-        except FileNotFoundError:
-            raise ClassifierLoadError(f"learned rail model {path} is missing; run `guardchat rails train`") from None
-        except Exception as exc:
-            raise ClassifierLoadError(
-                f"learned rail model {path} could not be read: {type(exc).__name__}: {exc}"
-            ) from exc
+        with reading_model(path), np.load(path, allow_pickle=False) as data:
+            vocabulary = str(data["vocabulary"]).split("\n")
+            self._idf = np.asarray(data["idf"], dtype=np.float32)
+            self._coef = np.asarray(data["coef"], dtype=np.float32)
+            self._intercept = float(data["intercept"])
+            self.record: dict[str, object] = json.loads(str(data["record"]))
         if not len(vocabulary) == len(self._idf) == len(self._coef):
             raise ClassifierLoadError(
                 f"learned rail model {path} is inconsistent: {len(vocabulary)} n-grams, "
