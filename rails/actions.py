@@ -17,6 +17,7 @@ from nemoguardrails.actions.rail_outcome import RailOutcome, TransformTarget
 
 from webapp.guard.classifier import ToxicityClassifier
 from webapp.guard.conversation import NO_CONTEXT, ConversationContext
+from webapp.guard.corroboration import RuleGate
 from webapp.guard.harm import HarmfulRequestDetector
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.markup import describe, neutralise
@@ -41,16 +42,34 @@ def _default_detector() -> InjectionDetector:
     return InjectionDetector(recheck=_recheck_with(_default_classifier()))
 
 
+async def _gated_block(text: str, reason: str, metadata: dict[str, Any], gate: RuleGate | None) -> RailOutcome:
+    """A word rule's block, unless the learned request rail does not corroborate it (an input rule only)."""
+    if gate is None:
+        gate = _default_gate()
+    if gate.active:
+        veto = await asyncio.to_thread(gate.veto, text, reason)
+        if veto is not None:
+            return RailOutcome.allow(reason=veto.describe(), metadata={**metadata, "corroboration": veto.score})
+    return RailOutcome.block(reason=reason, metadata=metadata)
+
+
 @action(name="check_abuse")
 async def check_abuse(
-    text: str | None = None, abuse_classifier: ToxicityClassifier | None = None, **_: Any
+    text: str | None = None,
+    abuse_classifier: ToxicityClassifier | None = None,
+    corroborate: bool = False,
+    rule_gate: RuleGate | None = None,
+    **_: Any,
 ) -> RailOutcome:
+    """``corroborate`` (the input flow): the block needs the learned rail's corroboration, see RuleGate."""
     classifier = abuse_classifier or _default_classifier()
     result = classifier.classify(text or "")
     metadata = {"score": result.score}
-    if result.blocked:
+    if not result.blocked:
+        return RailOutcome.allow(metadata=metadata)
+    if not corroborate:
         return RailOutcome.block(reason=result.reason, metadata=metadata)
-    return RailOutcome.allow(metadata=metadata)
+    return await _gated_block(text or "", result.reason or "abuse", metadata, rule_gate)
 
 
 @action(name="check_jailbreak")
@@ -71,12 +90,15 @@ def _default_harm_detector() -> HarmfulRequestDetector:
 
 @action(name="check_harmful_request")
 async def check_harmful_request(
-    text: str | None = None, harm_detector: HarmfulRequestDetector | None = None, **_: Any
+    text: str | None = None,
+    harm_detector: HarmfulRequestDetector | None = None,
+    rule_gate: RuleGate | None = None,
+    **_: Any,
 ) -> RailOutcome:
     finding = (harm_detector or _default_harm_detector()).detect(text or "")
-    if finding is not None:
-        return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "category": finding.category})
-    return RailOutcome.allow(metadata={"score": 0.0})
+    if finding is None:
+        return RailOutcome.allow(metadata={"score": 0.0})
+    return await _gated_block(text or "", finding.reason, {"score": 1.0, "category": finding.category}, rule_gate)
 
 
 @lru_cache(maxsize=1)
@@ -85,6 +107,11 @@ def _default_safety() -> SafetyModels:
 
     classifier = _default_classifier()
     return build_safety_models(get_settings(), classifier, _default_detector())
+
+
+@lru_cache(maxsize=1)
+def _default_gate() -> RuleGate:
+    return RuleGate(_default_safety(), get_settings().rule_corroboration_threshold)
 
 
 def _outcome(finding: SafetyFinding | None, score: float | None = None) -> RailOutcome:

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         description="Learned rail: score of harmful content (the heads' probability blended with the wording "
         "head's) at or above which a reply chunk is blocked. 1 switches it off.",
     )
+    rule_corroboration_threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="The abuse and harmful-request word rules block a message of three words or more only when "
+        "the learned request rail scores it at least this (a second reading; the jailbreak rules are never "
+        "gated). 0 lets the rules block alone.",
+    )
     input_window_turns: int = Field(
         4,
         ge=0,

@@ -73,7 +73,7 @@ async def test_abusive_turn_is_blocked_before_any_generation(triton_guard: TurnG
     events = [
         e
         async for e in triton_guard.stream_turn(
-            [ChatTurn("user", "You are a worthless fucking idiot")], GenerationParams(max_new_tokens=16)
+            [ChatTurn("user", "Worthless fuckwit")], GenerationParams(max_new_tokens=16)
         )
     ]
 

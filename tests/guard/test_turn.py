@@ -78,7 +78,9 @@ async def test_model_gets_the_real_conversation_and_sampling_params(guard: TurnG
 
 
 async def test_abusive_input_is_blocked_by_the_classifier_before_generation(guard: TurnGuard, script: Script) -> None:
-    events = await run_turn(guard, "You are a stupid fucking idiot")
+    # Two words: too short for the learned rail, so the classifier decides alone. On longer abuse the learned
+    # rail corroborates the classifier's block and may be the first of the two to stop the turn.
+    events = await run_turn(guard, "Stupid fuckwit")
 
     end = finished(events)
     assert len(events) == 1
@@ -86,7 +88,7 @@ async def test_abusive_input_is_blocked_by_the_classifier_before_generation(guar
     assert end.verdict.score is not None and end.verdict.score >= 0.8
     assert "offensive language" in (end.verdict.reason or "")
     assert end.reply == "I can't help with that request."
-    assert end.unsafe_text == "You are a stupid fucking idiot"
+    assert end.unsafe_text == "Stupid fuckwit"
     assert script.generation_calls == []
 
 
@@ -287,12 +289,13 @@ async def test_cancelling_a_turn_stops_the_generation(guard: TurnGuard, script: 
 async def test_32_concurrent_turns_each_get_their_own_verdict(guard: TurnGuard, script: Script) -> None:
     script.reply = lambda user: f"Answer for {user}. " * 6
     script.token_delay_s = 0.001
-    texts = [f"Question number {i} about gardening" if i % 2 else f"Turn {i}: you fucking idiot" for i in range(32)]
+    # Two-word insults, which the abuse rail decides alone (the learned rail judges three words or more).
+    texts = [f"Question number {i} about gardening" if i % 2 else f"Fuckwit no.{i}" for i in range(32)]
 
     ends = [finished(events) for events in await asyncio.gather(*(run_turn(guard, t) for t in texts))]
 
     for text, end in zip(texts, ends, strict=True):
-        if "idiot" in text:
+        if text.startswith("Fuckwit"):
             assert (end.verdict.stage, end.verdict.rail, end.unsafe_text) == ("input", "check abuse input", text)
         else:
             assert end.verdict.allowed

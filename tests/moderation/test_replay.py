@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.guard.scripted_model import SCRIPT
-from tests.support.moderation.flagged_turns import ABUSE, seed_flagged_turns
+from tests.support.moderation.flagged_turns import seed_flagged_turns
 from webapp.cli import main
 from webapp.guard.turn import TurnGuard
 from webapp.moderation.replay import ALLOWED, format_report, replay, replay_settings, stored_turns
@@ -17,6 +17,10 @@ from webapp.store import conversations as conv
 from webapp.store.engine import Database
 from webapp.store.flags import act_on_flag, report_message
 from webapp.store.models import User
+
+# Two words: the abuse rail decides alone (the learned rail judges three words or more and, on longer abuse,
+# may be the first to stop the turn).
+OLD_MISS = "Stupid fuckwit"
 
 
 def _an_old_miss(database: Database) -> None:
@@ -31,7 +35,7 @@ def _an_old_miss(database: Database) -> None:
             system_prompt="",
             sampling={},
             messages=[
-                conv.NewMessage(role="user", content=ABUSE),
+                conv.NewMessage(role="user", content=OLD_MISS),
                 conv.NewMessage(role="assistant", content="Sure, whatever you say."),
             ],
         )

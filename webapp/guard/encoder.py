@@ -86,11 +86,18 @@ class SentenceEncoder:
         if missing:
             unique = list(dict.fromkeys(missing))
             with self._model_lock:  # rails call from worker threads; the model is not known to be thread-safe
-                encoded = np.asarray(self._model.encode(unique), dtype=np.float32)
-            fresh = dict(zip(unique, encoded, strict=True))
+                # Rails running in parallel read the same message: what another thread embedded while this one
+                # waited for the model is taken from the cache, not embedded twice.
+                with self._lock:
+                    fresh = {text: self._cache[text] for text in unique if text in self._cache}
+                todo = [text for text in unique if text not in fresh]
+                if todo:
+                    encoded = np.asarray(self._model.encode(todo), dtype=np.float32)
+                    fresh.update(zip(todo, encoded, strict=True))
             with self._lock:
                 for text, row in fresh.items():
                     self._cache[text] = row
+                    self._cache.move_to_end(text)
                     if len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
             rows = [row if row is not None else fresh[text] for row, text in zip(rows, texts, strict=True)]

@@ -21,6 +21,7 @@ from nemoguardrails.rails.llm.config import Model
 from nemoguardrails.rails.llm.utils import get_action_details_from_flow_id
 
 from webapp.guard.classifier import ToxicityClassifier
+from webapp.guard.corroboration import UNGATED, RuleGate
 from webapp.guard.injection import InjectionDetector
 from webapp.guard.recorder import ActionRecord, active_recorder
 from webapp.guard.safety import SafetyModels, Thresholds
@@ -174,6 +175,9 @@ def build_config(settings: Settings) -> RailsConfig:
 
 
 LEARNED_ACTIONS = ("check_request_safety", "check_conversation", "check_language", "check_reply_safety")
+# The word rules whose input blocks the learned request rail must corroborate (webapp/guard/corroboration.py).
+# Without the learned rails in the configuration they block alone.
+GATED_RULE_ACTIONS = ("check_abuse", "check_harmful_request")
 
 
 def build_safety_models(settings: Settings, abuse: ToxicityClassifier, injection: InjectionDetector) -> SafetyModels:
@@ -213,8 +217,9 @@ def load_rails(settings: Settings) -> LoadedRails:
     classifier = ToxicityClassifier(settings.toxicity_threshold)
     detector = InjectionDetector(recheck=lambda text: classifier.classify(text).reason)
     inject: dict[str, dict[str, Any]] = {
-        "check_abuse": {"abuse_classifier": classifier},
+        "check_abuse": {"abuse_classifier": classifier, "rule_gate": UNGATED},
         "check_jailbreak": {"injection_detector": detector},
+        "check_harmful_request": {"rule_gate": UNGATED},
     }
     dispatcher = rails.runtime.action_dispatcher
     flow_actions = {
@@ -225,6 +230,9 @@ def load_rails(settings: Settings) -> LoadedRails:
         # Loaded now, not in the first turn: a missing model stops start-up with its package and file named.
         safety = build_safety_models(settings, classifier, detector)
         inject.update({name: {"safety_models": safety} for name in LEARNED_ACTIONS})
+        gate = RuleGate(safety, settings.rule_corroboration_threshold)
+        for name in GATED_RULE_ACTIONS:
+            inject[name]["rule_gate"] = gate
 
     for name in RAIL_ACTIONS:
         action = dispatcher.get_action(name)

@@ -110,6 +110,13 @@ class SafetyModels:
         assessment = self.requests.assess(text, second_opinion=second_opinion)
         return self._request_finding(assessment, part), assessment.unsafe
 
+    def request_score(self, text: str) -> float | None:
+        """The learned request rail's score for a new message (None when it is too short to judge), which
+        corroborates the word rules' blocks (webapp/guard/corroboration.py)."""
+        if len(text.split()) < MIN_REQUEST_WORDS:
+            return None
+        return self.requests.assess(text).unsafe
+
     def check_request(
         self, text: str, *, part: str = "new message", second_opinion: bool = True
     ) -> SafetyFinding | None:

@@ -1,0 +1,59 @@
+"""A second reading for the word rules: the abuse and harmful-request rules block a message only when the learned
+request rail also finds it at least a little unsafe.
+
+The rules read words ("idiot", "untraceable gun"); the learned rail reads the whole message. On the dev split
+the two rules refused benign messages that the learned rail scored near zero (venting about a boss, a question
+about a word) more often than they caught harm the learned rail missed (rails/eval/README.md, seventh round).
+A rule's block therefore stands when:
+- the learned request score (webapp/guard/safety.py, the same score ``check request safety`` decides on) is at
+  least the corroboration threshold; or
+- the message is too short for the learned rail to judge (it abstains below MIN_REQUEST_WORDS words), so
+  "fuck you" is still refused; or
+- the threshold is 0, which turns the gate off.
+
+The jailbreak rules are never gated: they decode payloads (base64, rot13, reversed text) the learned rail
+cannot read. The output side is not gated either: the reply rail abstains on a reply's first words, which would
+let an abusive opening through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class RequestScorer(Protocol):
+    def request_score(self, text: str) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Veto:
+    """A rule's block that the learned rail did not corroborate."""
+
+    rule_reason: str
+    score: float
+
+    def describe(self) -> str:
+        return f"{self.rule_reason}; not corroborated (learned request score {self.score:.2f})"
+
+
+@dataclass(frozen=True)
+class RuleGate:
+    scorer: RequestScorer | None
+    threshold: float
+
+    @property
+    def active(self) -> bool:
+        return self.scorer is not None and self.threshold > 0.0
+
+    def veto(self, text: str, rule_reason: str) -> Veto | None:
+        """None when the rule's block stands; a Veto when the learned rail scored the text below the threshold."""
+        if self.scorer is None or self.threshold <= 0.0:
+            return None
+        score = self.scorer.request_score(text)
+        if score is None or score >= self.threshold:
+            return None
+        return Veto(rule_reason, score)
+
+
+UNGATED = RuleGate(None, 0.0)
