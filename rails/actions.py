@@ -127,8 +127,11 @@ async def check_request_safety(
     text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
 ) -> RailOutcome:
     """The learned harmful-request and jailbreak classifier on the new message."""
+    models = safety_models or _default_safety()
+    if not models.judges_request(text or ""):
+        return _outcome(None, 0.0)  # too short to judge: no trip to a worker thread
     # Off the event loop: embedding a text is a few ms of numpy that would stall every other stream.
-    return _outcome(*await asyncio.to_thread((safety_models or _default_safety()).judge_request, text or ""))
+    return _outcome(*await asyncio.to_thread(models.judge_request, text or ""))
 
 
 @action(name="check_conversation")
@@ -156,7 +159,12 @@ async def check_reply_safety(
     text: str | None = None, safety_models: SafetyModels | None = None, **_: Any
 ) -> RailOutcome:
     """The learned harmful-content classifier on the reply (each streamed chunk with its context)."""
-    return _outcome(*await asyncio.to_thread((safety_models or _default_safety()).judge_reply, text or ""))
+    models = safety_models or _default_safety()
+    if not models.judges_reply(text or ""):
+        # A reply's first chunks are a few words: no trip to a worker thread, which the first token would wait on
+        # and which 64 streams' chunks would queue for (the default executor has cores + 4 threads).
+        return _outcome(None, 0.0)
+    return _outcome(*await asyncio.to_thread(models.judge_reply, text or ""))
 
 
 @action(name="neutralise_markup")

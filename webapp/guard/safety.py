@@ -101,11 +101,21 @@ class SafetyModels:
             return SafetyFinding(describe(a, "harmful request", part), a.unsafe, a.category, part)
         return None
 
+    @staticmethod
+    def judges_request(text: str) -> bool:
+        """Whether the request rail reads this text at all (shorter texts are left to the word rules)."""
+        return len(text.split()) >= MIN_REQUEST_WORDS
+
+    @staticmethod
+    def judges_reply(text: str) -> bool:
+        """Whether the reply rail reads this text at all (a reply's first few words are not judged)."""
+        return len(text.split()) >= MIN_REPLY_WORDS
+
     def judge_request(
         self, text: str, *, part: str = "new message", second_opinion: bool = True
     ) -> tuple[SafetyFinding | None, float]:
         """A user message (or system prompt) that asks for harm, jailbreaks or injects instructions."""
-        if len(text.split()) < MIN_REQUEST_WORDS:
+        if not self.judges_request(text):
             return None, 0.0
         assessment = self.requests.assess(text, second_opinion=second_opinion)
         return self._request_finding(assessment, part), assessment.unsafe
@@ -113,7 +123,7 @@ class SafetyModels:
     def request_score(self, text: str) -> float | None:
         """The learned request rail's score for a new message (None when it is too short to judge), which
         corroborates the word rules' blocks (webapp/guard/corroboration.py)."""
-        if len(text.split()) < MIN_REQUEST_WORDS:
+        if not self.judges_request(text):
             return None
         return self.requests.assess(text).unsafe
 
@@ -124,7 +134,7 @@ class SafetyModels:
 
     def judge_reply(self, text: str, *, part: str = "reply") -> tuple[SafetyFinding | None, float]:
         """Assistant text with harmful content (the content-safety categories)."""
-        if len(text.split()) < MIN_REPLY_WORDS:
+        if not self.judges_reply(text):
             return None, 0.0
         a = self.replies.assess(text)
         if self.thresholds.harmful_reply < 1.0 and a.unsafe >= self.thresholds.harmful_reply:
