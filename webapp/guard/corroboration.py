@@ -2,8 +2,9 @@
 request rail also finds it at least a little unsafe.
 
 The rules read words ("idiot", "untraceable gun"); the learned rail reads the whole message. On the dev split
-the two rules refused benign messages that the learned rail scored near zero (venting about a boss, a question
-about a word) more often than they caught harm the learned rail missed (rails/eval/README.md, seventh round).
+the two rules refused benign messages that the learned rail scored near zero (a parent afraid of losing their
+temper, "my brother isn't stupid") more often than they caught harm the learned rail missed
+(rails/eval/README.md, seventh round).
 A rule's block therefore stands when:
 - the learned request score (webapp/guard/safety.py, the same score ``check request safety`` decides on) is at
   least the corroboration threshold; or
