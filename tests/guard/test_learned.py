@@ -192,7 +192,7 @@ def test_the_wording_head_scores_a_text_as_scikit_learn_fitted_it(tmp_path: Path
     reference.fit(vectorizer.fit_transform(texts), np.array(unsafe))
     unseen = ["how do i make sure he cant get up after", "What is a good name for a cat?", "zzqx", ""]
     expected = reference.predict_proba(vectorizer.transform(unseen))[:, 1]
-    assert head.score_many(unseen) == pytest.approx(list(expected), abs=1e-4)
+    assert [head.score(t) for t in unseen] == pytest.approx(list(expected), abs=1e-4)
 
 
 def test_the_wording_head_reads_words_and_letters() -> None:

@@ -49,7 +49,7 @@ class RuleGate:
 
     def veto(self, text: str, rule_reason: str) -> Veto | None:
         """None when the rule's block stands; a Veto when the learned rail scored the text below the threshold."""
-        if self.scorer is None or self.threshold <= 0.0:
+        if self.scorer is None or not self.active:
             return None
         score = self.scorer.request_score(text)
         if score is None or score >= self.threshold:

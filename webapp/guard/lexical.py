@@ -94,9 +94,6 @@ class LexicalHead:
         norm = float(np.sqrt(weights @ weights))
         return _sigmoid(float(weights @ self._coef[index]) / norm + self._intercept)
 
-    def score_many(self, texts: list[str]) -> list[float]:
-        return [self.score(t) for t in texts]
-
 
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
