@@ -31,6 +31,7 @@ from webapp.guard.safety import (
     Thresholds,
 )
 from webapp.guard.second_encoder import shared_second_encoder
+from webapp.guard.training import fit_head
 from webapp.guard.turn import TurnGuard
 
 MODELS = PROJECT_ROOT / "rails" / "models"
@@ -229,3 +230,52 @@ def test_the_packaged_rails_blend_the_wording_score_and_name_it() -> None:
     finding = guard_models.check_request(harmful)
     assert finding is not None and "wording" in finding.reason
     assert guard_models.check_request("What is a good name for a cat?") is None
+
+
+def test_a_head_of_several_mlps_scores_the_average_of_what_scikit_learn_fitted(tmp_path: Path) -> None:
+    """Each member is the MLP scikit-learn fitted with its own seed; the app's numpy inference averages them."""
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(240, 16)).astype(np.float32)
+    labels = ["safe" if v[0] + v[1] > 0 else "violence" if v[2] > 0 else "fraud" for v in x]
+    fit_head(x, labels, hidden=8, members=3, seed=5).save(tmp_path / "head.npz", {"test": True})
+    head = LearnedHead(tmp_path / "head.npz")
+    assert head.members == 3 and head.labels == ("fraud", "safe", "violence")
+
+    unseen = rng.normal(size=(20, 16)).astype(np.float32)
+    expected = []
+    for seed in (5, 6, 7):
+        y = np.array(labels)
+        counts = {label: int((y == label).sum()) for label in dict.fromkeys(labels)}
+        target = max(counts.values())
+        draw = np.random.default_rng(seed)
+        index = np.concatenate(
+            [
+                draw.choice(np.flatnonzero(y == label), size=max(target // 2, n), replace=n < target // 2)
+                for label, n in counts.items()
+            ]
+        )
+        model = MLPClassifier(hidden_layer_sizes=(8,), alpha=1e-2, max_iter=300, random_state=seed)
+        model.fit(x[index], y[index])
+        expected.append(model.predict_proba(unseen))
+    assert head.probabilities(unseen) == pytest.approx(np.mean(expected, axis=0), abs=1e-5)
+
+
+def test_a_head_saved_before_members_existed_still_loads_as_one_mlp(tmp_path: Path) -> None:
+    w0, b0 = np.eye(3, 4, dtype=np.float32), np.zeros(4, dtype=np.float32)
+    w1, b1 = np.ones((4, 2), dtype=np.float32), np.array([0.0, 1.0], dtype=np.float32)
+    np.savez(
+        tmp_path / "old.npz",
+        labels=np.array(["safe", "fraud"]),
+        layers=np.array(2),
+        record=np.array("{}"),
+        W0=w0,
+        b0=b0,
+        W1=w1,
+        b1=b1,
+    )
+    head = LearnedHead(tmp_path / "old.npz")
+    assert head.members == 1
+    p = head.probabilities(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))
+    assert p[0] == pytest.approx(np.exp([1.0, 2.0]) / np.exp([1.0, 2.0]).sum())

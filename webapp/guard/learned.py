@@ -84,14 +84,22 @@ def windows(text: str, words: int = WINDOW_WORDS) -> list[str]:
 
 
 class LearnedHead:
-    """A multilayer perceptron (ReLU hidden layers, softmax output) stored as an npz file."""
+    """One or more multilayer perceptrons (ReLU hidden layers, softmax output) stored as an npz file; with
+    several members their probabilities are averaged (webapp/guard/training.py, ``fit_head``)."""
 
     def __init__(self, path: Path) -> None:
         with reading_model(path), np.load(path, allow_pickle=False) as data:
             self.labels: tuple[str, ...] = tuple(str(x) for x in data["labels"])
             layers = int(data["layers"])
-            self._weights = [np.asarray(data[f"W{i}"], dtype=np.float32) for i in range(layers)]
-            self._biases = [np.asarray(data[f"b{i}"], dtype=np.float32) for i in range(layers)]
+            count = int(data["members"]) if "members" in data.files else 1
+            prefixes = ["", *(f"m{m}_" for m in range(1, count))]  # member 0 keeps the single-MLP keys
+            self._members = [
+                (
+                    [np.asarray(data[f"{p}W{i}"], dtype=np.float32) for i in range(layers)],
+                    [np.asarray(data[f"{p}b{i}"], dtype=np.float32) for i in range(layers)],
+                )
+                for p in prefixes
+            ]
             self.record: dict[str, object] = json.loads(str(data["record"]))
         if SAFE not in self.labels:
             raise ClassifierLoadError(f"learned rail model {path} has no '{SAFE}' class")
@@ -99,14 +107,22 @@ class LearnedHead:
         self._harm = [i for i, label in enumerate(self.labels) if label in HARM_CATEGORIES]
         self._attack = [i for i, label in enumerate(self.labels) if label in ATTACK_CATEGORIES]
 
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        h = x
-        for w, b in zip(self._weights[:-1], self._biases[:-1], strict=True):
-            h = np.maximum(h @ w + b, 0.0)
-        logits = h @ self._weights[-1] + self._biases[-1]
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        """The members' softmax outputs, averaged."""
+        total = np.zeros((x.shape[0], len(self.labels)), dtype=np.float32)
+        for weights, biases in self._members:
+            h = x
+            for w, b in zip(weights[:-1], biases[:-1], strict=True):
+                h = np.maximum(h @ w + b, 0.0)
+            logits = h @ weights[-1] + biases[-1]
+            logits -= logits.max(axis=1, keepdims=True)
+            e = np.exp(logits)
+            total += e / e.sum(axis=1, keepdims=True)
+        return np.asarray(total / len(self._members))
 
     def assess_rows(self, probs: np.ndarray, read_as: Sequence[str]) -> Assessment:
         """The reading with the highest unsafe probability."""

