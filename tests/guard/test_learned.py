@@ -31,7 +31,7 @@ from webapp.guard.safety import (
     Thresholds,
 )
 from webapp.guard.second_encoder import shared_second_encoder
-from webapp.guard.training import fit_head
+from webapp.guard.training import balanced_sample, fit_head
 from webapp.guard.turn import TurnGuard
 
 MODELS = PROJECT_ROOT / "rails" / "models"
@@ -245,17 +245,9 @@ def test_a_head_of_several_mlps_scores_the_average_of_what_scikit_learn_fitted(t
 
     unseen = rng.normal(size=(20, 16)).astype(np.float32)
     expected = []
+    y = np.array(labels)
     for seed in (5, 6, 7):
-        y = np.array(labels)
-        counts = {label: int((y == label).sum()) for label in dict.fromkeys(labels)}
-        target = max(counts.values())
-        draw = np.random.default_rng(seed)
-        index = np.concatenate(
-            [
-                draw.choice(np.flatnonzero(y == label), size=max(target // 2, n), replace=n < target // 2)
-                for label, n in counts.items()
-            ]
-        )
+        index = balanced_sample(labels, seed)
         model = MLPClassifier(hidden_layer_sizes=(8,), alpha=1e-2, max_iter=300, random_state=seed)
         model.fit(x[index], y[index])
         expected.append(model.predict_proba(unseen))

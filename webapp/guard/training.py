@@ -187,22 +187,29 @@ class TrainedHead:
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
-def fit_member(
-    x: np.ndarray, labels: Sequence[str], *, hidden: int, seed: int
-) -> tuple[tuple[str, ...], TrainedMember]:
-    """An MLP with one ReLU layer; classes are balanced by oversampling the rarer ones."""
-    from sklearn.neural_network import MLPClassifier
-
+def balanced_sample(labels: Sequence[str], seed: int) -> np.ndarray:
+    """Row indices that balance the classes: a class with fewer than half the largest class's rows is drawn
+    with replacement up to that half."""
     y = np.array(labels)
     counts = Counter(labels)
     target = max(counts.values())
     rng = np.random.default_rng(seed)
-    index = np.concatenate(
+    return np.concatenate(
         [
             rng.choice(np.flatnonzero(y == label), size=max(target // 2, n), replace=n < target // 2)
             for label, n in counts.items()
         ]
     )
+
+
+def fit_member(
+    x: np.ndarray, labels: Sequence[str], *, hidden: int, seed: int
+) -> tuple[tuple[str, ...], TrainedMember]:
+    """An MLP with one ReLU layer, fitted on a class-balanced sample (``balanced_sample``)."""
+    from sklearn.neural_network import MLPClassifier
+
+    y = np.array(labels)
+    index = balanced_sample(labels, seed)
     model = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-2, max_iter=300, random_state=seed)
     model.fit(x[index], y[index])
     member = TrainedMember([np.asarray(w) for w in model.coefs_], [np.asarray(b) for b in model.intercepts_])
