@@ -74,13 +74,22 @@ async def check_abuse(
 
 @action(name="check_jailbreak")
 async def check_jailbreak(
-    text: str | None = None, injection_detector: InjectionDetector | None = None, **_: Any
+    text: str | None = None,
+    injection_detector: InjectionDetector | None = None,
+    corroborate: bool = False,
+    rule_gate: RuleGate | None = None,
+    **_: Any,
 ) -> RailOutcome:
+    """``corroborate`` (the input flow): a rule found in the plain words needs the learned rail's corroboration;
+    one found in a decoded payload (base64, rot13, reversed text) blocks alone, see RuleGate."""
     detector = injection_detector or _default_detector()
     finding = detector.detect(text or "")
-    if finding is not None:
-        return RailOutcome.block(reason=finding.reason, metadata={"score": 1.0, "family": finding.family})
-    return RailOutcome.allow(metadata={"score": 0.0})
+    if finding is None:
+        return RailOutcome.allow(metadata={"score": 0.0})
+    metadata = {"score": 1.0, "family": finding.family}
+    if not corroborate or not finding.in_plain_text:
+        return RailOutcome.block(reason=finding.reason, metadata=metadata)
+    return await _gated_block(text or "", finding.reason, metadata, rule_gate)
 
 
 @lru_cache(maxsize=1)

@@ -105,9 +105,9 @@ class Settings(BaseSettings):
         0.2,
         ge=0.0,
         le=1.0,
-        description="The abuse and harmful-request word rules block a message of three words or more only when "
-        "the learned request rail scores it at least this (a second reading; the jailbreak rules are never "
-        "gated). 0 lets the rules block alone.",
+        description="The abuse, jailbreak and harmful-request word rules block a message of three words or more "
+        "only when the learned request rail scores it at least this (a second reading; a jailbreak found in a "
+        "decoded payload blocks alone). 0 lets the rules block alone.",
     )
     input_window_turns: int = Field(
         4,

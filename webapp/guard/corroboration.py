@@ -1,5 +1,5 @@
-"""A second reading for the word rules: the abuse and harmful-request rules block a message only when the learned
-request rail also finds it at least a little unsafe.
+"""A second reading for the word rules: the abuse, jailbreak and harmful-request rules block a message only when
+the learned request rail also finds it at least a little unsafe.
 
 The rules read words ("idiot", "untraceable gun"); the learned rail reads the whole message. On the dev split
 the two rules refused benign messages that the learned rail scored near zero (a parent afraid of losing their
@@ -12,9 +12,10 @@ A rule's block therefore stands when:
   "fuck you" is still refused; or
 - the threshold is 0, which turns the gate off.
 
-The jailbreak rules are never gated: they decode payloads (base64, rot13, reversed text) the learned rail
-cannot read. The output side is not gated either: the reply rail abstains on a reply's first words, which would
-let an abusive opening through.
+The jailbreak rules are gated only for what they find in the words as written ("ignore all previous
+instructions" in a question about prompt injection); what they find in a decoded payload (base64, rot13,
+reversed text) blocks alone, because the learned rail cannot read the payload. The output side is not gated:
+the reply rail abstains on a reply's first words, which would let an abusive opening through.
 """
 
 from __future__ import annotations

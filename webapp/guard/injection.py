@@ -223,11 +223,20 @@ _DECODE_AND_OBEY = re.compile(
 )
 
 
+# Findings that exist only because a payload was decoded (or is to be decoded and obeyed).
+ENCODED_FAMILIES = frozenset({"encoded abuse", "encoded instructions"})
+
+
 @dataclass(frozen=True)
 class InjectionFinding:
     family: str
     evidence: str
     encoding: str | None = None
+
+    @property
+    def in_plain_text(self) -> bool:
+        """Found in the words as written, not in a decoded payload (which the learned rails cannot read)."""
+        return self.encoding is None and self.family not in ENCODED_FAMILIES
 
     @property
     def reason(self) -> str:

@@ -177,7 +177,7 @@ def build_config(settings: Settings) -> RailsConfig:
 LEARNED_ACTIONS = ("check_request_safety", "check_conversation", "check_language", "check_reply_safety")
 # The word rules whose input blocks the learned request rail must corroborate (webapp/guard/corroboration.py).
 # Without the learned rails in the configuration they block alone.
-GATED_RULE_ACTIONS = ("check_abuse", "check_harmful_request")
+GATED_RULE_ACTIONS = ("check_abuse", "check_jailbreak", "check_harmful_request")
 
 
 def build_safety_models(settings: Settings, abuse: ToxicityClassifier, injection: InjectionDetector) -> SafetyModels:
@@ -218,7 +218,7 @@ def load_rails(settings: Settings) -> LoadedRails:
     detector = InjectionDetector(recheck=lambda text: classifier.classify(text).reason)
     inject: dict[str, dict[str, Any]] = {
         "check_abuse": {"abuse_classifier": classifier, "rule_gate": UNGATED},
-        "check_jailbreak": {"injection_detector": detector},
+        "check_jailbreak": {"injection_detector": detector, "rule_gate": UNGATED},
         "check_harmful_request": {"rule_gate": UNGATED},
     }
     dispatcher = rails.runtime.action_dispatcher
