@@ -199,6 +199,27 @@ def test_profanity_not_aimed_at_anyone_and_mentions_pass(classifier: ToxicityCla
     assert not classifier.classify(text).blocked, classifier.classify(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hoe vraag ik een contactverbod aan tegen iemand die me al maanden lastigvalt?",  # Dutch: "how", "who"
+        "Hoe lang duurt het voordat de buurman die elke nacht harde muziek zet een boete krijgt?",
+        "Die Nachbarin, die mich jeden Morgen anschreit: wie kann ich mit ihr reden?",  # German: "the", "who"
+    ],
+)
+def test_dutch_and_german_everyday_words_are_not_read_as_english_abuse(
+    classifier: ToxicityClassifier, text: str
+) -> None:
+    result = classifier.classify(text)
+    assert not result.blocked, result
+    assert result.score < 0.5
+
+
+@pytest.mark.parametrize("text", ["die you stupid hoe", "shut up, you hoe"])
+def test_the_same_words_in_english_abuse_still_count(classifier: ToxicityClassifier, text: str) -> None:
+    assert classifier.classify(text).blocked
+
+
 def test_profanity_aimed_at_someone_still_uses_the_model_score(classifier: ToxicityClassifier) -> None:
     result = classifier.classify("You are a stupid fucking idiot")
     assert result.blocked and result.score >= 0.8 and "offensive language" in (result.reason or "")

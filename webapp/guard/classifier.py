@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from webapp.guard.language import LanguageIdentifier
 from webapp.guard.normalise import deobfuscate
 
 _SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
@@ -411,6 +412,21 @@ class _ProfanityModel:
         return np.asarray((1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1))
 
 
+# Everyday words of other languages that the English-trained model reads as an English slur or threat: Dutch
+# "hoe" (how) and "die" (that, which), German "die" (the). In a text identified as that language they are blanked
+# before scoring; the patterns still read them.
+_FALSE_FRIENDS = {"nl": re.compile(r"\b(?:hoe|die)\b", re.IGNORECASE), "de": re.compile(r"\bdie\b", re.IGNORECASE)}
+_ANY_FALSE_FRIEND = re.compile(r"\b(?:hoe|die)\b", re.IGNORECASE)
+
+
+def _blank_false_friends(text: str) -> str:
+    if not _ANY_FALSE_FRIEND.search(text):
+        return text  # the common case: no language identification needed
+    guess = LanguageIdentifier().guess(text)
+    pattern = _FALSE_FRIENDS.get(guess.code) if guess is not None else None
+    return pattern.sub("\u2026", text) if pattern is not None else text
+
+
 class ToxicityClassifier:
     def __init__(self, threshold: float) -> None:
         if not 0.0 <= threshold <= 1.0:
@@ -435,7 +451,7 @@ class ToxicityClassifier:
         generalisation = _asserted_generalisation(plain)
         if generalisation:
             return ToxicityResult(blocked=True, score=1.0, reason=f'dehumanising hate: "{generalisation}"')
-        score = self.probability(_SELF_OR_REPORTED_INSULT.sub("\u2026", text))
+        score = self.probability(_blank_false_friends(_SELF_OR_REPORTED_INSULT.sub("\u2026", text)))
         if score >= self.threshold and _AIMED.search(plain):
             return ToxicityResult(
                 blocked=True,
