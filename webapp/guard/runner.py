@@ -4,10 +4,11 @@ Every rail flow in rails/ (and NeMo's library flows we use) is "execute <action>
 RailOutcome blocks", so the outcome decides exactly what the flow would. ``run`` calls each rail's action the
 way NeMo's own streaming engine calls output rails (``LLMRails._run_output_rails_in_streaming``): the flow's
 parameters resolved, the special parameters the action declares (context, config, llm_task_manager, the
-task's model) supplied. Rails of a stage run in parallel when ``rails.<stage>.parallel`` is set; the first
-block cancels the others. Rails are not interpreted by NeMo's Colang runtime (``generate_async``), which cost
-a third of a turn's CPU (a runtime per parallel flow, every flow re-evaluated on every event; profiled with
-bench/, see bench/RESULTS.md).
+task's model) supplied. Rails of a stage run in parallel when ``rails.<stage>.parallel`` is set; a block
+cancels the rails configured after the blocking one and names the first blocking rail in the configured
+order. Rails are not interpreted by NeMo's Colang runtime (``generate_async``), which cost a third of a
+turn's CPU (a runtime per parallel flow, every flow re-evaluated on every event; profiled with bench/, see
+bench/RESULTS.md).
 
 Fail closed: an action that raises, hangs or returns no RailOutcome blocks (webapp/guard/loader.py wraps
 every rail action), and an engine failure or the stage's backstop timeout blocks too, naming the stage.
@@ -62,17 +63,26 @@ def _engine_failure(stage: Stage, reason: str, elapsed_ms: float) -> StageResult
 async def _first_stop_concurrently(
     flows: Sequence[str], run_flow: Callable[[str], Coroutine[Any, Any, str]], stops: Callable[[str], bool]
 ) -> str | None:
-    """All flows at once; the first to finish that stops wins and the others are cancelled."""
-    tasks = [asyncio.create_task(run_flow(flow)) for flow in flows]
+    """All flows at once, naming the flow that stops the way running them in order would.
+
+    When a flow stops, the flows configured before it are awaited and the first of them that stops is the one
+    named; the flows after it are cancelled. Which rail a refusal names (and the reason a moderator reads in
+    the queue) therefore does not depend on which rail happened to finish first, and a passing turn still
+    waits only for the slowest rail.
+    """
+    tasks = {flow: asyncio.create_task(run_flow(flow)) for flow in flows}
     try:
-        for done in asyncio.as_completed(tasks):
+        for done in asyncio.as_completed(tasks.values()):
             flow = await done
             if stops(flow):
+                for earlier in flows[: flows.index(flow)]:
+                    if stops(await tasks[earlier]):
+                        return earlier
                 return flow
     finally:
-        for task in tasks:
+        for task in tasks.values():
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
     return None
 
 
