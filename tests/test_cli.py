@@ -54,15 +54,25 @@ def test_cli_manages_accounts_and_keys(
         db.dispose()
 
 
-def test_cli_bans_unbans_and_role_changes_are_in_the_audit_log_as_cli(
+def test_cli_new_accounts_bans_unbans_and_role_changes_are_in_the_audit_log_as_cli(
     db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GUARDCHAT_DATABASE_URL", db_url)
     reset_settings_cache()
     assert run(monkeypatch, capsys, "db", "upgrade")[0] == 0
-    for name, role in (("mod", "moderator"), ("alice", "user")):
+    for name, role, note in (("mod", "moderator", ""), ("alice", "user", "asked by phone")):
         code, _, _ = run(
-            monkeypatch, capsys, "users", "add", name, "--role", role, "--password-stdin", stdin="pw123456\n"
+            monkeypatch,
+            capsys,
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--note",
+            note,
+            "--password-stdin",
+            stdin="pw123456\n",
         )
         assert code == 0
 
@@ -86,6 +96,8 @@ def test_cli_bans_unbans_and_role_changes_are_in_the_audit_log_as_cli(
         ("cli", "set_role", "alice", "passed training", {"from": "user", "to": "moderator"}),
         ("cli", "unban", "alice", "", {}),
         ("cli", "ban", "alice", "spam from the shell", {}),
+        ("cli", "create_user", "alice", "asked by phone", {"role": "user"}),
+        ("cli", "create_user", "mod", "", {"role": "moderator"}),
     ]
     assert by_cli == everything
     assert by_mod == []

@@ -42,7 +42,9 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     password = _read_password(args)
     with _db(settings).write() as session:
-        user = users.create_user(session, username=args.name, password=password, role=args.role)
+        user = accounts.create_account(
+            session, actor=Operator.CLI, username=args.name, password=password, role=args.role, note=args.note
+        )
         print(f"created {user.role} {user.username!r} (id {user.id})")
     return 0
 
@@ -55,8 +57,8 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# Role changes, bans and unbans go through the same audited store functions as the staff pages: the
-# moderators' audit log shows them with "cli" as the actor.
+# New accounts, role changes, bans and unbans go through the same audited store functions as the staff pages:
+# the moderators' audit log shows them with "cli" as the actor.
 
 
 def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", default="user", help="user, moderator or admin")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--note", default="", help="kept in the moderators' audit log")
     add.set_defaults(handler=cmd_users_add)
     us.add_parser("list", help="list accounts").set_defaults(handler=cmd_users_list)
     role = us.add_parser("set-role", help="change an account's role")

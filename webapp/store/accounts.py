@@ -140,13 +140,13 @@ def list_accounts(session: Session, *, actor: User, query: str = "", limit: int 
 
 
 def create_account(
-    session: Session, *, actor: User, username: str, password: str, role: str = "user", note: str = ""
+    session: Session, *, actor: Actor, username: str, password: str, role: str = "user", note: str = ""
 ) -> User:
-    """An admin creates an account; the audit row records the role it started with."""
-    admin = require_admin(session, actor)
+    """An admin (or the command line) creates an account; the audit row records the role it started with."""
+    acting = _acting(session, actor, admins_only=True)
     text = clean_note(note)
     user = users.create_user(session, username=username, password=password, role=role)
-    record_event(session, actor=admin, action="create_user", note=text, target_user_id=user.id, details={"role": role})
+    record_event(session, actor=acting, action="create_user", note=text, target_user_id=user.id, details={"role": role})
     return user
 
 
