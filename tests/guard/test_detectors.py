@@ -72,6 +72,18 @@ def test_threshold_is_validated() -> None:
 def test_normalise_undoes_obfuscation() -> None:
     assert normalise("sh1t") == "shit"
     assert normalise("f\u200bu\u200bc\u200bk") == "fuck"
+    assert normalise("you idiot3") == "you idiot 3"
+    assert normalise("mp3 player") == "mp3 player"
+
+
+@pytest.mark.parametrize("text", ["Fucking idiot3", "you idiot3", "shut up moron99"])
+def test_digits_glued_to_an_insult_do_not_hide_it(classifier: ToxicityClassifier, text: str) -> None:
+    assert classifier.classify(text).blocked, text
+
+
+@pytest.mark.parametrize("text", ["I upgraded to python3 and it broke", "my covid19 shot hurt"])
+def test_digits_glued_to_an_ordinary_word_pass(classifier: ToxicityClassifier, text: str) -> None:
+    assert not classifier.classify(text).blocked, text
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 
 Attackers hide words from classifiers with look-alike letters from other scripts (Cyrillic "а" for Latin
 "a"), compatibility forms (full-width "ｂｏｍｂ"), invisible characters, spaced or dotted letters
-("b o m b", "k.i.l.l") and leetspeak ("h4ck", "f*ck"). ``deobfuscate`` undoes all of them and keeps the
-case of untouched words. It never changes a text written plainly in another script: a word is mapped to
-Latin only when it mixes Latin with look-alikes, or when every one of its letters has a Latin look-alike
-and the text around it is Latin.
+("b o m b", "k.i.l.l"), leetspeak ("h4ck", "f*ck") and digits glued to a word ("idiot3"). ``deobfuscate``
+undoes all of them and keeps the case of untouched words. It never changes a text written plainly in another
+script: a word is mapped to Latin only when it mixes Latin with look-alikes, or when every one of its letters
+has a Latin look-alike and the text around it is Latin.
 
 The look-alike table is Unicode's confusables list as shipped by ``confusable-homoglyphs`` (MIT).
 """
@@ -29,6 +29,9 @@ _SPACED_PAIR = re.compile(r"(?<!\S)[a-z] [a-z](?!\S)", re.IGNORECASE)  # "t o" i
 _DISGUISE = frozenset({chr(code) for code in _LEET} | {"*", "#"})  # what makes a word a disguise
 _MASK_FILL = {"f**k": "fuck", "f*ck": "fuck", "sh*t": "shit", "b*tch": "bitch", "c*nt": "cunt", "a**": "ass"}
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A plain word of three letters or more with digits glued on ("idiot3", "python3"): the digits are a suffix, not
+# leetspeak, and hide the word from every pattern that ends it at a word boundary.
+_DIGIT_SUFFIX = re.compile(r"\b([^\W\d_]{3,})(\d{1,4})\b")
 
 
 @lru_cache(maxsize=1)
@@ -93,4 +96,4 @@ def deobfuscate(text: str) -> str:
         # A text written in spaced-out letters separates its words with wider gaps: join what is left.
         spaced = _SPACED_PAIR.sub(lambda m: m.group(0).replace(" ", ""), spaced)
         spaced = re.sub(r"(?<=\S) {2,}(?=\S)", " ", spaced)
-    return _MASKED_WORD.sub(_unmask, spaced)
+    return _DIGIT_SUFFIX.sub(r"\1 \2", _MASKED_WORD.sub(_unmask, spaced))
