@@ -81,14 +81,14 @@ class Settings(BaseSettings):
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
     harmful_request_threshold: float = Field(
-        0.7,
+        0.65,
         ge=0.0,
         le=1.0,
         description="Learned rail: score of a harm category (the heads' probability blended with the wording "
         "head's) at or above which a request is blocked. 1 switches it off.",
     )
     jailbreak_threshold: float = Field(
-        0.7,
+        0.65,
         ge=0.0,
         le=1.0,
         description="Learned rail: score of jailbreak or prompt injection (blended as above) at or above which a "
