@@ -75,9 +75,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, settings_factory: SettingsFact
         llm_backend="scripted",
         self_check_rails=False,
         # The attack reply is an exfiltration payload, which the learned reply rail may block (it scores
-        # 0.8-0.9 as malware). This test proves the last line of defence: markup that no classifier stopped
-        # still renders inert. So the learned reply rail is off here, and only here.
+        # 0.8-0.9 as malware), and the user's message carrying it scores about 0.68 as prompt injection on the
+        # learned request rail (blocked at 0.65). This test proves the last line of defence: markup that no
+        # classifier stopped still renders inert. So the learned rails are off here, and only here.
         harmful_reply_threshold=1.0,
+        harmful_request_threshold=1.0,
+        jailbreak_threshold=1.0,
     )
     upgrade(settings.resolved_database_url)
     TurnGuard.clear_cache()
