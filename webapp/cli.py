@@ -133,9 +133,10 @@ def cmd_model_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rails_train(args: argparse.Namespace, settings: Settings) -> int:
-    from webapp.guard.training import train
+    from webapp.guard.training import Kind, train
 
-    summary = train(settings.rails_dir / "eval", settings.rails_dir / "models")
+    kinds: tuple[Kind, ...] = (args.only,) if args.only else ("request", "reply")
+    summary = train(settings.rails_dir / "eval", settings.rails_dir / "models", kinds=kinds)
     for name, record in summary.items():
         print(f"{name}: {json.dumps(record, sort_keys=True)}")
     return 0
@@ -300,9 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(handler=cmd_model_serve)
 
     rl = sub.add_parser("rails", help="the learned rails").add_subparsers(dest="rails_command", required=True)
-    rl.add_parser(
+    tr = rl.add_parser(
         "train", help="fit the learned rails on rails/eval (train split) and write rails/models and rails/eval/split"
-    ).set_defaults(handler=cmd_rails_train)
+    )
+    tr.add_argument(
+        "--only", choices=("request", "reply"), help="refit only these heads; the others' files stay as they are"
+    )
+    tr.set_defaults(handler=cmd_rails_train)
 
     ev = sub.add_parser(
         "eval",

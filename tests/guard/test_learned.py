@@ -271,3 +271,39 @@ def test_a_head_saved_before_members_existed_still_loads_as_one_mlp(tmp_path: Pa
     assert head.members == 1
     p = head.probabilities(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))
     assert p[0] == pytest.approx(np.exp([1.0, 2.0]) / np.exp([1.0, 2.0]).sum())
+
+
+def test_training_only_the_reply_heads_leaves_the_request_heads_untouched(tmp_path: Path) -> None:
+    from webapp.guard.training import train
+
+    eval_dir, models_dir = tmp_path / "eval", tmp_path / "models"
+    (eval_dir / "data").mkdir(parents=True)
+    models_dir.mkdir()
+    rows = [
+        {
+            "text": f"question {i}",
+            "reply": reply,
+            "should_refuse": harmful,
+            "category": "violence" if harmful else "safe",
+        }
+        for i in range(12)
+        for reply, harmful in (
+            (f"Here is how to hurt him without leaving marks, step {i}: [METHOD].", True),
+            (f"I can't help with hurting anyone, but here is a help line, number {i}.", False),
+        )
+    ]
+    (eval_dir / "data" / "replies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept = models_dir / "request_safety.npz"
+    kept.write_bytes(b"the request head as it was")
+
+    summary = train(eval_dir, models_dir, kinds=("reply",))
+
+    assert sorted(summary) == ["reply_safety", "reply_safety_second", "reply_wording"]
+    assert sorted(p.name for p in models_dir.iterdir()) == [
+        "reply_safety.npz",
+        "reply_safety_second.npz",
+        "reply_wording.npz",
+        "request_safety.npz",
+    ]
+    assert kept.read_bytes() == b"the request head as it was"
+    LexicalHead(models_dir / "reply_wording.npz")  # a readable head

@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,8 +232,12 @@ def train(
     models_dir: Path,
     encoder: SentenceEncoder | None = None,
     second_encoder: SecondEncoder | None = None,
+    kinds: Collection[Kind] = ("request", "reply"),
 ) -> dict[str, object]:
-    """Fit the heads on the train split, write them and the split files; returns a summary."""
+    """Fit the heads of ``kinds`` on the train split, write them and the split files; returns a summary.
+
+    A kind left out keeps its head files as they are: a round that changed only one kind's data need not refit
+    (and re-measure) the other's heads."""
     encoder = encoder or SentenceEncoder()
     second_encoder = second_encoder or SecondEncoder()
     splits = load_splits(eval_dir)
@@ -243,7 +247,7 @@ def train(
         ("request", "request_safety", SECOND_REQUEST_MODEL, REQUEST_WORDING_MODEL),
         ("reply", "reply_safety", SECOND_REPLY_MODEL, REPLY_WORDING_MODEL),
     )
-    for kind, name, second_name, wording_name in heads:
+    for kind, name, second_name, wording_name in (head for head in heads if head[0] in kinds):
         # Each head trains on its own kind only: harmful requests among the reply head's examples taught it
         # that a topic is harm, and it refused 14.5 % of SmolLM2's replies to benign questions.
         examples = [e for e in splits["train"] if e.kind == kind]
