@@ -31,7 +31,7 @@ from webapp.guard.safety import (
     Thresholds,
 )
 from webapp.guard.second_encoder import shared_second_encoder
-from webapp.guard.training import balanced_sample, fit_head
+from webapp.guard.training import balanced_sample, fit_head, train
 from webapp.guard.turn import TurnGuard
 
 MODELS = PROJECT_ROOT / "rails" / "models"
@@ -274,8 +274,6 @@ def test_a_head_saved_before_members_existed_still_loads_as_one_mlp(tmp_path: Pa
 
 
 def test_training_only_the_reply_heads_leaves_the_request_heads_untouched(tmp_path: Path) -> None:
-    from webapp.guard.training import train
-
     eval_dir, models_dir = tmp_path / "eval", tmp_path / "models"
     (eval_dir / "data").mkdir(parents=True)
     models_dir.mkdir()
