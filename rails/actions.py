@@ -43,7 +43,7 @@ def _default_detector() -> InjectionDetector:
 
 
 async def _gated_block(text: str, reason: str, metadata: dict[str, Any], gate: RuleGate | None) -> RailOutcome:
-    """A word rule's block, unless the learned request rail does not corroborate it (an input rule only)."""
+    """A word rule's block, unless the learned rail behind ``gate`` does not corroborate it."""
     if gate is None:
         gate = _default_gate()
     if gate.active:
@@ -58,10 +58,13 @@ async def check_abuse(
     text: str | None = None,
     abuse_classifier: ToxicityClassifier | None = None,
     corroborate: bool = False,
+    reply: bool = False,
     rule_gate: RuleGate | None = None,
+    reply_gate: RuleGate | None = None,
     **_: Any,
 ) -> RailOutcome:
-    """``corroborate`` (the input flow): the block needs the learned rail's corroboration, see RuleGate."""
+    """``corroborate``: the block needs the learned rail's corroboration, see RuleGate; the request rail's
+    (``rule_gate``, the input flow) or, with ``reply``, the reply rail's (``reply_gate``, the output flow)."""
     classifier = abuse_classifier or _default_classifier()
     result = classifier.classify(text or "")
     metadata = {"score": result.score}
@@ -69,7 +72,8 @@ async def check_abuse(
         return RailOutcome.allow(metadata=metadata)
     if not corroborate:
         return RailOutcome.block(reason=result.reason, metadata=metadata)
-    return await _gated_block(text or "", result.reason or "abuse", metadata, rule_gate)
+    gate = (reply_gate or _default_reply_gate()) if reply else rule_gate
+    return await _gated_block(text or "", result.reason or "abuse", metadata, gate)
 
 
 @action(name="check_jailbreak")
@@ -121,6 +125,11 @@ def _default_safety() -> SafetyModels:
 @lru_cache(maxsize=1)
 def _default_gate() -> RuleGate:
     return RuleGate(_default_safety(), get_settings().rule_corroboration_threshold)
+
+
+@lru_cache(maxsize=1)
+def _default_reply_gate() -> RuleGate:
+    return RuleGate(_default_safety(), get_settings().output_rule_corroboration_threshold, "reply")
 
 
 def _outcome(finding: SafetyFinding | None, score: float | None = None) -> RailOutcome:

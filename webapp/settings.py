@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         "only when the learned request rail scores it at least this (a second reading; a jailbreak found in a "
         "decoded payload blocks alone). 0 lets the rules block alone.",
     )
+    output_rule_corroboration_threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="The output abuse word rule blocks a reply chunk the learned reply rail judges (12 words or "
+        "more, with its context) only when that rail scores it at least this; a reply's first words are decided by "
+        "the rule alone. 0 lets the rule block alone.",
+    )
     input_window_turns: int = Field(
         4,
         ge=0,

@@ -14,18 +14,28 @@ A rule's block therefore stands when:
 
 The jailbreak rules are gated only for what they find in the words as written ("ignore all previous
 instructions" in a question about prompt injection); what they find in a decoded payload (base64, rot13,
-reversed text) blocks alone, because the learned rail cannot read the payload. The output side is not gated:
-the reply rail abstains on a reply's first words, which would let an abusive opening through.
+reversed text) blocks alone, because the learned rail cannot read the payload.
+
+The output abuse rule is gated the same way by the learned reply rail (its own threshold,
+GUARDCHAT_OUTPUT_RULE_CORROBORATION_THRESHOLD): a reply that says "kill the process" or "damn, you're indexing
+from 1" is read whole. The reply rail abstains on a reply's first words (MIN_REPLY_WORDS), and an abstaining
+rail never vetoes, so an abusive opening is still stopped by the rule alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+Judged = Literal["request", "reply"]
 
 
-class RequestScorer(Protocol):
+class LearnedScorer(Protocol):
+    """The learned rails' scores (webapp/guard/safety.py); None when a text is too short to judge."""
+
     def request_score(self, text: str) -> float | None: ...
+
+    def reply_score(self, text: str) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -34,15 +44,17 @@ class Veto:
 
     rule_reason: str
     score: float
+    judged: Judged = "request"
 
     def describe(self) -> str:
-        return f"{self.rule_reason}; not corroborated (learned request score {self.score:.2f})"
+        return f"{self.rule_reason}; not corroborated (learned {self.judged} score {self.score:.2f})"
 
 
 @dataclass(frozen=True)
 class RuleGate:
-    scorer: RequestScorer | None
+    scorer: LearnedScorer | None
     threshold: float
+    judged: Judged = "request"  # which learned rail's score corroborates
 
     @property
     def active(self) -> bool:
@@ -52,10 +64,10 @@ class RuleGate:
         """None when the rule's block stands; a Veto when the learned rail scored the text below the threshold."""
         if self.scorer is None or not self.active:
             return None
-        score = self.scorer.request_score(text)
+        score = self.scorer.request_score(text) if self.judged == "request" else self.scorer.reply_score(text)
         if score is None or score >= self.threshold:
             return None
-        return Veto(rule_reason, score)
+        return Veto(rule_reason, score, self.judged)
 
 
 UNGATED = RuleGate(None, 0.0)

@@ -217,7 +217,7 @@ def load_rails(settings: Settings) -> LoadedRails:
     classifier = ToxicityClassifier(settings.toxicity_threshold)
     detector = InjectionDetector(recheck=lambda text: classifier.classify(text).reason)
     inject: dict[str, dict[str, Any]] = {
-        "check_abuse": {"abuse_classifier": classifier, "rule_gate": UNGATED},
+        "check_abuse": {"abuse_classifier": classifier, "rule_gate": UNGATED, "reply_gate": UNGATED},
         "check_jailbreak": {"injection_detector": detector, "rule_gate": UNGATED},
         "check_harmful_request": {"rule_gate": UNGATED},
     }
@@ -233,6 +233,7 @@ def load_rails(settings: Settings) -> LoadedRails:
         gate = RuleGate(safety, settings.rule_corroboration_threshold)
         for name in GATED_RULE_ACTIONS:
             inject[name]["rule_gate"] = gate
+        inject["check_abuse"]["reply_gate"] = RuleGate(safety, settings.output_rule_corroboration_threshold, "reply")
 
     for name in RAIL_ACTIONS:
         action = dispatcher.get_action(name)

@@ -127,6 +127,13 @@ class SafetyModels:
             return None
         return self.requests.assess(text).unsafe
 
+    def reply_score(self, text: str) -> float | None:
+        """The learned reply rail's score for a reply chunk with its context (None when it is too short to judge),
+        which corroborates the output abuse rule's blocks (webapp/guard/corroboration.py)."""
+        if not self.judges_reply(text):
+            return None
+        return self.replies.assess(text).unsafe
+
     def check_request(
         self, text: str, *, part: str = "new message", second_opinion: bool = True
     ) -> SafetyFinding | None:
