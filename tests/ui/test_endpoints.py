@@ -41,8 +41,13 @@ class World:
 @pytest.fixture(scope="module")
 def world(running_app_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     PAGE_MODEL.reset()
+    # The learned reply rail is off: at 0.65 it blocks the markup attack reply (malware, 0.69), and that test
+    # exists to prove what renders when no classifier stops it; no test here relies on a reply being blocked.
     settings = ui_settings(
-        tmp_path_factory.mktemp("ui-endpoints"), llm_backend="ui-scripted", max_concurrent_streams=CROWD + 8
+        tmp_path_factory.mktemp("ui-endpoints"),
+        llm_backend="ui-scripted",
+        max_concurrent_streams=CROWD + 8,
+        harmful_reply_threshold=1.0,
     )
     app = running_app_factory(settings)
     for name in ("alice", "bob", "crowd"):

@@ -19,7 +19,11 @@ from webapp.store.flags import act_on_flag, report_message
 from webapp.store.models import Flag, User
 
 ABUSE = "you are a worthless idiot, fuck you"
-ABUSIVE_REPLY = "Calm words here. " * 12 + "You are a fucking worthless idiot."
+# An ordinary opening, then abuse the output abuse rule blocks (the reply rail reads a dozen repeats of one
+# three-word sentence as harmful at 0.65, so the opening is a real sentence).
+ABUSIVE_REPLY = (
+    "Thanks for asking, and I hope your week is going well so far. " * 2 + "You are a fucking worthless idiot."
+)
 
 
 async def _turn(service: ChatService, user: User, text: str) -> TurnEnded:
