@@ -39,6 +39,9 @@ def test_fast_scoring_equals_the_packaged_models_predict_proba() -> None:
         "shut up you stupid b*tch",
         "f u c k you",
         "I'm going to kill you tonight",
+        "I'll end you",
+        "I'm going to cut him open",
+        "shut up you retard",
         "I know where you live",
         "go kill yourself",
         "Those immigrants are vermin",
@@ -58,6 +61,13 @@ def test_abuse_is_blocked(classifier: ToxicityClassifier, text: str) -> None:
         "My code keeps dying with a segfault, how do I debug it?",
         "Explain how vaccines train the immune system.",
         "The assassination of Franz Ferdinand started World War I. Why?",
+        # phrasal verbs after "I will ...": no threat
+        "I end up arguing with him until someone cries.",
+        "I'm going to break up with him tomorrow, how do I say it?",
+        "I am going to cut him off financially, is that legal?",
+        "We will end up paying them more than the quote.",
+        # French "en retard" (late) is not the English slur
+        "Fais-moi un roast gentil : elle est toujours en retard et elle parle à ses chats.",
     ],
 )
 def test_scary_but_benign_text_passes(classifier: ToxicityClassifier, text: str) -> None:

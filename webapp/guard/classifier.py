@@ -95,7 +95,10 @@ _SEVERE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "threat of violence",
             r"\b(?:(?:i|we)(?:'m| am|'ll| will| are|'re| r| shall|'d| would| gonna| going to| swear)?|ill|imma|"
             r"i'ma)\s+(?:\w+\s+){0,3}?(?:kill|murder|shoot|stab|strangle|choke|hang|rape|torture|beat|hurt|slit|"
-            r"slash|behead|burn|bury|break|end|gut|poison|smash|punch|cut|skin|maim|cripple|bash|snap|torch|firebomb|"
+            # phrasal verbs that threaten no one: "break up with him", "end up arguing with him", "cut him off"
+            r"slash|behead|burn|bury|break(?!\s+(?:up|down|even|free|the (?:news|ice))\b)|end(?!\s+(?:up|things|it)\b)|"
+            r"gut|poison|smash|punch|cut(?!\s+(?:him|her|them|you|me|us)\s+(?:off|short|loose)\b)|skin|maim|cripple|"
+            r"bash|snap|torch|firebomb|"
             r"run over|shoot up|blow up|bomb|rearrange|cave in|bash in)\s+"
             r"(?!(?:it|the news|this|that) to\b)(?:\w+\s+){0,3}?" + _TARGET + r"\b(?!'s|s')(?!\s+(?:at|in) (?:a |the |"
             r"this |our )?(?:game|match|round|race|chess|poker|cards|tennis|golf|\w+ball|scrabble|monopoly|fifa|mario|"
@@ -205,7 +208,7 @@ _SEVERE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "slur",
             r"\bn[i1!*]gg(?:er|a|ah|uh)s?\b|\bn\*+(?:er|a)s?\b|\bk[i1*]kes?\b|\bf[a@4*]gg?(?:ot)?s?\b|"
-            r"\bsp[i1*]cs?\b|\bch[i1*]nks?\b|\btr[a@*]nn(?:y|ies)\b|\bretards?\b|\bwetbacks?\b|"
+            r"\bsp[i1*]cs?\b|\bch[i1*]nks?\b|\btr[a@*]nn(?:y|ies)\b|(?<!\ben )\bretards?\b|\bwetbacks?\b|"
             r"\bgooks?\b|\bragheads?\b|\bdykes?\b|\bpakis?\b|\bwogs?\b|\bbeaners?\b|\btowelheads?\b|"
             r"\bsand ?n[i1]gg\w*|\bjigaboos?\b|\bporch monkeys?\b|\bcamel jockeys?\b|\bzipperheads?\b|"
             r"\bpajeets?\b|\bching ?chong\b|\bgyppos?\b",
