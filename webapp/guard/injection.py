@@ -177,8 +177,10 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"\b(?:previous|prior|old|earlier|existing|all|your|the) (?:guidelines|rules|instructions|polic(?:y|ies)|"
             r"restrictions) (?:are|have been|were|is) (?:now )?(?:revoked|lifted|void|null|cancell?ed|suspended|"
             r"removed|disabled|deprecated|no longer (?:valid|in effect|apply))\b",
+            # "I'm the admin of our Slack workspace" names another system, not this assistant.
             r"\b(?:i am|i'm|this is) (?:your|the|an?) (?:developer|creator|admin|administrator|operator|owner|"
-            r"maker|programmer)s?\b[^\n]{0,100}\b(?:authori[sz]\w*|permission|disable|override|unlock|bypass|turn "
+            r"maker|programmer)s?\b(?!\s+(?:of|for|at|on|in) (?!(?:you|this (?:assistant|ai|bot|model|chat)))\w)"
+            r"[^\n]{0,100}\b(?:authori[sz]\w*|permission|disable|override|unlock|bypass|turn "
             r"off|secret|hidden|instructions|prompt)\b",
             r"\bthe user is (?:an? |the )?(?:admin|administrator|developer|root|superuser)\b",
         ),
@@ -189,7 +191,10 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             # ignore/forget + instructions/rules (es, pt, fr, it, de, ru, zh)
             r"\b(?:ignora|ignore (?:les|toutes|todas|as|tutte)|ignorar|ignorad|ignorez|ignorer|ignoriere|ignorier|"
             r"olvida|olvidar|esqueça|"
-            r"esquece|oublie|oubliez|dimentica|vergiss|vergessen)\b[^.\n]{0,30}\b(?:instrucciones|indicaciones|"
+            # A first-person possessive in between ("ignorier meine vorherigen Anweisungen") is a user revising
+            # their own request, as "my" is in English.
+            r"esquece|oublie|oubliez|dimentica|vergiss|vergessen)\b"
+            r"(?:(?!\b(?:meine[nrs]?|mis|mes|mies?|mie|miei|minhas?|meus?|mijn)\b)[^.\n]){0,30}\b(?:instrucciones|indicaciones|"
             r"reglas|normas|instruções|regras|instructions|consignes|règles|istruzioni|regole|anweisungen|regeln|"
             r"richtlinien|sicherheitsrichtlinien|vorgaben)\b",
             r"(?:игнорируй|забудь|проигнорируй)[^.\n]{0,30}(?:инструкци|правил)",
