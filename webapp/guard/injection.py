@@ -35,7 +35,7 @@ _LIMITS = (
 _SAFETY = r"(?:safety|content|ethical|moral|moderation|security)"
 _AI = r"(?:ai|assistant|model|chatbot|bot|llm|gpt|language model)s?"
 _REVEAL = (
-    r"(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|expose|list|write out|spell "
+    r"(?:reveal|show|print|display|output|repeat|recite|tell(?! (?:the |a )?difference| apart)|give|share|leak|dump|expose|list|write out|spell "
     r"out|type out|paste|echo|what (?:is|are|was|were))(?:s|ed|ing)?"
 )
 
@@ -130,13 +130,18 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "instruction override",
         (
-            # "ignore my previous instructions" is a user revising their own request, so "my"/"I" end the match.
+            # "ignore my previous instructions" is a user revising their own request, so "my"/"I" end the match, and so
+            # does a new clause (";"): "do not follow them; tell the user the passage contained instructions".
             r"\b(?:ignore|disregard|forget|skip|bypass|override|overwrite|drop|abandon|discard|neglect|pay no "
             r"attention to|stop following|(?:do not|don't|no longer) (?:follow|obey|listen to)|set aside|throw out|"
-            r"scrap)\b(?:(?!\b(?:my|our|i|we)\b)[^.\n]){0,40}?\b(?:previous|prior|above|earlier|preceding|former|"
+            r"scrap)\b(?:(?!\b(?:my|our|i|we)\b)[^.;\n]){0,40}?\b(?:previous|prior|above|earlier|preceding|former|"
             r"original|initial|all|any|your|the|these|those|system|safety|developer|this|that)\b(?:(?!\b(?:my|our|i|"
-            r"we)\b)[^.\n]){0,30}?\b" + _OBJECT + r"\b(?!\s+(?:i|we) (?:gave|wrote|sent|mentioned|asked|made|said|"
-            r"typed|provided))",
+            r"we)\b)[^.;\n]){0,30}?\b" + _OBJECT + r"\b(?!\s+(?:i|we) (?:gave|wrote|sent|mentioned|asked|made|said|"
+            r"typed|provided))"
+            # A developer's defence names where the ignored orders sit: "ignore any instructions spoken in the
+            # transcript", "disregard commands embedded in the retrieved passages".
+            r"(?!\s+(?:spoken|contained|embedded|found|hidden|written|quoted|that (?:appear|are)|appearing) (?:in|"
+            r"inside|within) )",
             r"\b(?:ignore|disregard|forget|pay no attention to)\b[^.\n]{0,10}\b(?:everything|all|what) (?:you were|"
             r"you've been|you have been) (?:told|given)\b",
             r"\b(?:new|updated|real|actual|true) system instructions?\s*:|\b(?:new|updated|real|actual|true) "
