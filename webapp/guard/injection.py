@@ -35,8 +35,8 @@ _LIMITS = (
 _SAFETY = r"(?:safety|content|ethical|moral|moderation|security)"
 _AI = r"(?:ai|assistant|model|chatbot|bot|llm|gpt|language model)s?"
 _REVEAL = (
-    r"(?:reveal|show|print|display|output|repeat|recite|tell(?! (?:the |a )?difference| apart)|give|share|leak|dump|expose|list|write out|spell "
-    r"out|type out|paste|echo|what (?:is|are|was|were))(?:s|ed|ing)?"
+    r"(?:reveal|show|print|display|output|repeat|recite|tell(?! (?:the |a )?difference| apart)|give|share|leak|"
+    r"dump|expose|list|write out|spell out|type out|paste|echo|what (?:is|are|was|were))(?:s|ed|ing)?"
 )
 
 # Most specific family first: the finding names the first family that matches.
