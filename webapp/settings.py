@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         0.8, ge=0.0, le=1.0, description="Offline classifier probability at or above which a text is blocked."
     )
     harmful_request_threshold: float = Field(
-        0.65,
+        0.625,
         ge=0.0,
         le=1.0,
         description="Learned rail: score of a harm category (the heads' probability blended with the wording "
