@@ -2,8 +2,8 @@
 
 ``--before`` is a checkout of the older commit (``git worktree add /tmp/before <commit>``); its ``webapp``
 and ``rails`` run in the app process (PYTHONPATH and GUARDCHAT_RAILS_DIR), with this venv's packages. Each
-round starts the before app, then the after app, so drift on a shared machine hits both alike. Reported
-per side: P1 (time to first token over raw tritonclient, p50 of paired differences), the app's CPU per
+round starts both apps one after the other, the before app first in the first, third, ... round and the
+after app first in the others, so drift on a shared machine hits both alike. Reported per side: P1 (time to first token over raw tritonclient, p50 of paired differences), the app's CPU per
 reply one user at a time, and P3 (64 concurrent streams: throughput ratio against raw, app CPU per reply).
 
     python -m bench.before_after --before /tmp/before            # 2 rounds
@@ -59,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="guardchat-ba-") as tmp:
         workdir = Path(tmp)
         with triton_server(QUICK_TIMING if args.quick else FULL_TIMING, workdir) as triton:
-            for _ in range(args.rounds):
-                for side, root in (("before", args.before.resolve()), ("after", ROOT)):
+            sides = (("before", args.before.resolve()), ("after", ROOT))
+            for round_ in range(args.rounds):
+                # Every other round the after side goes first, so drift during a round does not favour one side.
+                for side, root in sides if round_ % 2 == 0 else sides[::-1]:
                     results[side].append(_side(triton, workdir, root, quick=args.quick, p1=not args.p3_only))
                     print(side, results[side][-1], flush=True)
             timing = triton.timing.describe()
