@@ -2,9 +2,10 @@
 
 ``--before`` is a checkout of the older commit (``git worktree add /tmp/before <commit>``); its ``webapp``
 and ``rails`` run in the app process (PYTHONPATH and GUARDCHAT_RAILS_DIR), with this venv's packages. Each
-round starts both apps one after the other, the before app first in the first, third, ... round and the
-after app first in the others, so drift on a shared machine hits both alike. Reported per side: P1 (time to first token over raw tritonclient, p50 of paired differences), the app's CPU per
-reply one user at a time, and P3 (64 concurrent streams: throughput ratio against raw, app CPU per reply).
+round starts both apps one after the other, the before app first in the first, third, ... round and the after
+app first in the others, so drift on a shared machine hits both alike. Reported per side: P1 (time to first
+token over raw tritonclient, p50 of paired differences), the app's CPU per reply one user at a time, and P3
+(64 concurrent streams: throughput ratio against raw, app CPU per reply, first token p50/p99).
 
     python -m bench.before_after --before /tmp/before            # 2 rounds
     python -m bench.before_after --before /tmp/before --quick    # a smoke run
