@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from webapp.store import conversations as conv
 from webapp.store import feedback, flags, transcripts, users
 from webapp.store.engine import Database
-from webapp.store.errors import NotFoundError
+from webapp.store.errors import InvalidInputError, NotFoundError
 from webapp.store.liveness import ProcessLease
 from webapp.store.models import Message, User
 
@@ -149,6 +149,7 @@ SCOPED_QUERIES: dict[str, Scenario] = {
     "require_message": lambda s, u, c, m: conv.require_message(s, user=u, message_id=m),
     "append_message": lambda s, u, c, m: conv.append_message(s, user=u, conversation_id=c, role="user", content="x"),
     "finish_message": lambda s, u, c, m: conv.finish_message(s, user=u, message_id=m, status="complete"),
+    "update_message": lambda s, u, c, m: conv.update_message(s, user=u, message_id=m, status="complete"),
     "remove_messages_from": lambda s, u, c, m: conv.remove_messages_from(s, user=u, conversation_id=c, seq=1),
     "list_conversations": lambda s, u, c, m: conv.list_conversations(s, user=u),
     "report_message": lambda s, u, c, m: flags.report_message(s, user=u, message_id=m, reason="bad"),
@@ -240,6 +241,31 @@ def test_streamed_text_is_saved_only_by_the_owner_and_only_while_streaming(datab
     with database.read() as s:
         final = s.get(Message, reply.id)
         assert final is not None and (final.status, final.content) == ("complete", "Once upon a time.")
+
+
+def test_update_message_sets_what_finish_message_sets(database: Database) -> None:
+    alice = _user(database, "alice")
+    with database.write() as s:
+        c = conv.create_conversation(s, user=alice, title="Story")
+        a = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="x", status="streaming")
+        b = conv.append_message(s, user=alice, conversation_id=c.id, role="assistant", content="x", status="streaming")
+    fields = {"content": "Done.", "verdict": {"allowed": True}, "tokens_in": 3, "tokens_out": None, "latency_ms": 9}
+    with database.write() as s:
+        conv.finish_message(s, user=alice, message_id=a.id, status="complete", **fields)  # type: ignore[arg-type]
+        conv.update_message(s, user=alice, message_id=b.id, status="complete", **fields)
+    columns = ("status", "content", "verdict", "tokens_in", "tokens_out", "latency_ms")
+    with database.read() as s:
+        rows = [s.get(Message, i) for i in (a.id, b.id)]
+        assert rows[0] is not None and rows[1] is not None
+        assert [getattr(rows[0], k) for k in columns] == [getattr(rows[1], k) for k in columns]
+    with pytest.raises(InvalidInputError), database.write() as s:
+        conv.update_message(s, user=alice, message_id=b.id, status="done")
+    with pytest.raises(InvalidInputError), database.write() as s:
+        conv.update_message(s, user=alice, message_id=b.id, status="complete", role="system")
+    with database.write() as s:
+        conv.delete_conversation(s, user=alice, conversation_id=c.id)
+    with pytest.raises(NotFoundError), database.write() as s:  # as require_message: a deleted conversation
+        conv.update_message(s, user=alice, message_id=b.id, status="complete")
 
 
 def test_an_exchange_is_appended_in_order_or_not_at_all(database: Database) -> None:

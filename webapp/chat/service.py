@@ -399,20 +399,23 @@ class ChatService:
             if not verdict.allowed and event.unsafe_text is not None:
                 verdict_json["blocked_text"] = event.unsafe_text
             user_status = {"input": "blocked", "error": "error"}.get(stage or "", "complete")
-            conv.finish_message(session, user=user, message_id=p.user_message_id, status=user_status)
-            message = conv.finish_message(
-                session,
-                user=user,
-                message_id=p.assistant_message_id,
-                status=status,
-                content=event.reply,
-                verdict=verdict_json,
-                latency_ms=latency_ms,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-            )
+            reply: dict[str, Any] = {
+                "content": event.reply,
+                "verdict": verdict_json,
+                "latency_ms": latency_ms,
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+            }
             flagged = False
-            if not verdict.allowed and stage is not None:
+            if verdict.allowed or stage is None:
+                # Nothing to flag, so no Message objects: one UPDATE per message instead of a load and a flush.
+                conv.update_message(session, user=user, message_id=p.user_message_id, status=user_status)
+                conv.update_message(session, user=user, message_id=p.assistant_message_id, status=status, **reply)
+            else:
+                conv.finish_message(session, user=user, message_id=p.user_message_id, status=user_status)
+                message = conv.finish_message(
+                    session, user=user, message_id=p.assistant_message_id, status=status, **reply
+                )
                 flagged_text = event.unsafe_text or ""
                 target = message
                 if stage == "input":

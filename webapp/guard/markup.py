@@ -27,6 +27,8 @@ _DANGEROUS_TARGET = re.compile(r"[ \t]{0,8}<?[ \t]{0,8}(javascript|vbscript|data
 _LINK_DEFINITION = re.compile(r"\[[^\]\n]{1,40}\]:")
 _TAG_START = re.compile(r"[A-Za-z/!?]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+# Characters that are literal whatever follows (no markup start, no line end), then at most one line end.
+_PLAIN_RUN = re.compile(r"[^`<!\]\n]*\n?")
 
 _KIND_LABELS = {
     "html": "HTML tag",
@@ -154,8 +156,16 @@ class MarkupNeutraliser:
     def _inline(self, i: int, out: list[str], *, final: bool) -> int | None:
         handler = self._MARKUP_STARTS.get(self._raw[i])
         if handler is None:
-            return self._literal(i, out)
+            return self._plain_run(i, out)
         return handler(self, i, out, final=final)
+
+    def _plain_run(self, i: int, out: list[str]) -> int:
+        """``_literal`` for every character up to the next one that may start markup or a new line, at once:
+        each of them would be a literal one at a time, and a line's first character needs its own decision."""
+        match = _PLAIN_RUN.match(self._raw, i)
+        end = match.end() if match is not None and match.end() > i else i + 1
+        out.append(self._raw[i:end])
+        return end
 
     def _code_span(self, i: int, out: list[str], *, final: bool) -> int | None:
         raw = self._raw

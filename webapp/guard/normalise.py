@@ -86,8 +86,25 @@ def _unmask(match: re.Match[str]) -> str:
     return word
 
 
+# A streamed chunk is read by several rails (the abuse rule twice, the reply rail once): short texts are
+# normalised once. A pure function of an immutable str, so a cached answer is the same answer.
+_CACHED_CHARS = 2048
+_CACHE_SIZE = 512
+
+
 def deobfuscate(text: str) -> str:
     """``text`` with look-alikes, invisible characters, spaced letters and leetspeak undone."""
+    if len(text) <= _CACHED_CHARS:
+        return _deobfuscate_cached(text)
+    return _deobfuscate(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _deobfuscate_cached(text: str) -> str:
+    return _deobfuscate(text)
+
+
+def _deobfuscate(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _FORMAT.sub("", text)
     text = _unconfuse(text)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from nemoguardrails import LLMRails
@@ -36,6 +37,15 @@ from webapp.guard.recorder import ActionRecord, RailRecorder, active_recorder
 from webapp.guard.verdict import ModelCall, RailCheck, Stage
 
 _ENGINE_RAIL = {"input": "input rails", "output": "output rails"}
+
+
+@dataclass(frozen=True)
+class _FlowPlan:
+    """What a rail flow runs: its action and the action's parameters from the flow, and the flow id's own."""
+
+    action: str
+    params: Mapping[str, Any]  # read-only: shared by every check of this flow
+    flow_params: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,9 @@ class RailsRunner:
         self._flow_actions = flow_actions
         # Each rail action has its own rail_timeout_s; this backstop is for the engine itself.
         self._backstop_s = {stage: rail_timeout_s * max(len(f), 1) + 1.0 for stage, f in flows.items()}
+        # What does not change between checks, looked up once: a reply's every chunk runs every output rail.
+        self._plans: dict[str, _FlowPlan] = {}
+        self._declared: dict[Any, frozenset[str]] = {}
 
     def has_rails(self, stage: Stage) -> bool:
         return bool(self._flows.get(stage))
@@ -198,10 +211,9 @@ class RailsRunner:
             context.update(triggered_input_rail=flow, conversation=conversation or NO_CONTEXT)
         else:
             context.update(bot_message=bot_text or "", last_bot_message=bot_text or "", triggered_output_rail=flow)
-        context.update(_get_flow_params(flow))
+        context.update(self._plan(flow).flow_params)
         kwargs = {k: context.get(v[1:], v) if isinstance(v, str) and v[:1] == "$" else v for k, v in params.items()}
-        fn = runtime.action_dispatcher.get_action(action)
-        declared = inspect.signature(fn).parameters if inspect.isfunction(fn) or inspect.ismethod(fn) else {}
+        declared = self._declared_params(runtime.action_dispatcher.get_action(action))
         available = {
             "context": context,
             "events": [],
@@ -213,6 +225,27 @@ class RailsRunner:
         if "llm" in kwargs and f"{action}_llm" in runtime.registered_action_params:
             kwargs["llm"] = runtime.registered_action_params[f"{action}_llm"]
         return kwargs
+
+    def _plan(self, flow: str) -> _FlowPlan:
+        """``flow``'s action, its parameters and the parameters in its id, read from the config once."""
+        plan = self._plans.get(flow)
+        if plan is None:
+            action, params = get_action_details_from_flow_id(flow, self._rails.config.flows)
+            flow_params = MappingProxyType(_get_flow_params(flow))
+            plan = self._plans[flow] = _FlowPlan(action, MappingProxyType(params), flow_params)
+        return plan
+
+    def _declared_params(self, fn: Any) -> Collection[str]:
+        """The parameter names a rail action function declares (none for other callables), per function."""
+        if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+            return frozenset()
+        try:
+            return self._declared[fn]
+        except KeyError:
+            declared = self._declared[fn] = frozenset(inspect.signature(fn).parameters)
+            return declared
+        except TypeError:  # an unhashable callable: read its signature each time
+            return inspect.signature(fn).parameters
 
     def _parallel(self, stage: Stage) -> bool:
         rails = self._rails.config.rails
@@ -231,8 +264,9 @@ class RailsRunner:
         outcomes: dict[str, RailOutcome | None] = {}  # None: the action did not return an outcome
 
         async def run_flow(flow: str) -> str:
-            action, params = get_action_details_from_flow_id(flow, self._rails.config.flows)
-            kwargs = self._action_kwargs(stage, flow, action, params, user_text, bot_text, conversation)
+            plan = self._plan(flow)
+            kwargs = self._action_kwargs(stage, flow, plan.action, plan.params, user_text, bot_text, conversation)
+            action = plan.action
             result, status = await self._rails.runtime.action_dispatcher.execute_action(action, kwargs)
             outcomes[flow] = result if status == "success" and isinstance(result, RailOutcome) else None
             return flow
