@@ -180,6 +180,28 @@ def test_sign_in_send_watch_it_stream_and_reload_the_history(live: Live, new_pag
     assert sidebar_titles(page)[0].startswith("What is green tea?")
 
 
+def answer_delete_dialog(page: Any, *, accept: bool) -> None:
+    """Click Delete and answer its confirm dialog, waiting until it was answered: the dialog opens from the
+    page's script after the click returns, and a second handler registered before the first dialog came would
+    answer that one too (on a loaded machine the test then timed out waiting for a deletion)."""
+    answered: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        answered.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", on_dialog)
+    page.locator("#gc-delete").click()
+    for _ in range(600):
+        if answered:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the Delete button opened no confirm dialog within 30 s")
+
+
 def test_rename_search_and_delete_in_the_sidebar(live: Live, new_page: Any) -> None:
     page = new_page("bob")
     send(page, "Tell me about the moon.")
@@ -216,12 +238,10 @@ def test_rename_search_and_delete_in_the_sidebar(live: Live, new_page: Any) -> N
         assert download.value.suggested_filename.endswith(f"-Lunar-notes{suffix}")
         assert "moon" in Path(download.value.path()).read_text(encoding="utf-8").lower()
 
-    page.once("dialog", lambda dialog: dialog.dismiss())
-    page.locator("#gc-delete").click()
+    answer_delete_dialog(page, accept=False)
     with live.app.ctx.db.read() as s:
         assert s.get(Conversation, first.conversation_id).deleted_at is None  # type: ignore[union-attr]
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.locator("#gc-delete").click()
+    answer_delete_dialog(page, accept=True)
     page.wait_for_selector("#gc-conversations label:has-text('Lunar notes')", state="detached")
     with live.app.ctx.db.read() as s:
         assert s.get(Conversation, first.conversation_id).deleted_at is not None  # type: ignore[union-attr]
