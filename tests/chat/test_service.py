@@ -106,7 +106,9 @@ async def test_input_block_is_flagged_with_the_rail_and_never_shown(service: Cha
 
 async def test_output_block_retracts_and_flags(service: ChatService) -> None:
     alice = make_user(service.db, "alice")
-    SCRIPT.reply = lambda _: "Sure. " + "Here is a calm answer. " * 10 + "You are a fucking worthless idiot."
+    # Short enough that every chunk holding the insult, with its context, reads as abuse to the reply rail
+    # (0.64 or more): read inside 40 words of calm text it scored 0.08, so under load a grown chunk let it pass.
+    SCRIPT.reply = lambda _: "Sure. " + "Here is a calm answer. " * 4 + "You are a fucking worthless idiot."
     events = await collect(service, alice, "hello")
     ended = events[-1]
     assert isinstance(ended, TurnEnded) and ended.status == "blocked"

@@ -245,7 +245,9 @@ async def test_model_unavailable_is_shown_as_a_clear_error(harness: Harness) -> 
 
 async def test_an_output_block_shows_the_refusal_and_flag_note_never_the_text(harness: Harness) -> None:
     h = harness
-    PAGE_MODEL.reply = lambda _: "Sure. " + "Here is a calm answer. " * 6 + "You are a fucking worthless idiot."
+    # Short enough that every chunk holding the insult, with its context, reads as abuse to the reply rail
+    # (0.64 or more): read inside 40 words of calm text it scored 0.08, so under load a grown chunk let it pass.
+    PAGE_MODEL.reply = lambda _: "Sure. " + "Here is a calm answer. " * 4 + "You are a fucking worthless idiot."
     updates = await send(h, h.alice, "hello")
     assert "fucking" not in repr(updates) and "idiot" not in repr(updates)
     shown = chat_of(updates[-1], h)
