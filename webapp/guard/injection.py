@@ -141,7 +141,9 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             # A developer's defence names where the ignored orders sit: "ignore any instructions spoken in the
             # transcript", "disregard commands embedded in the retrieved passages".
             r"(?!\s+(?:spoken|contained|embedded|found|hidden|written|quoted|that (?:appear|are)|appearing) (?:in|"
-            r"inside|within) )",
+            r"inside|within) (?:the |any |a |an |this |these |those |each |every |uploaded |retrieved |pasted |"
+            r"quoted )*(?:transcripts?|documents?|passages?|emails?|(?:web ?)?pages?|files?|pdfs?|search results|tool "
+            r"(?:output|results)|reviews?|tickets?|comments?|(?:text|content|data|input) below)\b)",
             r"\b(?:ignore|disregard|forget|pay no attention to)\b[^.\n]{0,10}\b(?:everything|all|what) (?:you were|"
             r"you've been|you have been) (?:told|given)\b",
             r"\b(?:new|updated|real|actual|true) system instructions?\s*:|\b(?:new|updated|real|actual|true) "
