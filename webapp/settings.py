@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "message is blocked. 1 switches it off.",
     )
     harmful_reply_threshold: float = Field(
-        0.7,
+        0.65,
         ge=0.0,
         le=1.0,
         description="Learned rail: score of harmful content (the heads' probability blended with the wording "
