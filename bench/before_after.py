@@ -35,16 +35,17 @@ def _side(triton: Triton, workdir: Path, code_root: Path, *, quick: bool, p1: bo
         )
     raw, ours = load.raw, load.ours
     nan = float("nan")
+    first, raw_first = Dist.of(ours.first_ms or [0.0]), Dist.of(raw.first_ms or [0.0])
     return {
         "p1_ms": samples.paired(samples.ours_first_ms, samples.raw_first_ms).p50 if samples else nan,
         "cpu_one_ms": statistics.median(samples.app_cpu_ms) if samples else nan,
         "p3_ratio": ours.throughput / raw.throughput if raw.throughput else 0.0,
         "p3_cpu_ms": load.app_cpu_ms_per_reply,
         "p3_errors": float(len(ours.errors)),
-        "p3_first_p50_ms": Dist.of(ours.first_ms or [0.0]).p50,
-        "p3_first_p99_ms": Dist.of(ours.first_ms or [0.0]).p99,
-        "p3_raw_first_p50_ms": Dist.of(raw.first_ms or [0.0]).p50,
-        "p3_raw_first_p99_ms": Dist.of(raw.first_ms or [0.0]).p99,
+        "p3_first_p50_ms": first.p50,
+        "p3_first_p99_ms": first.p99,
+        "p3_raw_first_p50_ms": raw_first.p50,
+        "p3_raw_first_p99_ms": raw_first.p99,
         "ready_s": app.ready_s,
     }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 
-from webapp.guard import markup
 from webapp.guard.markup import MarkupNeutraliser, neutralise
 
 PIECES = [*"ab c\n\n  `~<>![]()\\:", "```", "~~~", "<img src=x>", "![x](y)", "[a]: javascript:x", "](data:", "\t", "é"]
@@ -20,10 +19,10 @@ def _one_char_at_a_time(text: str) -> tuple[str, dict[str, int]]:
 def test_a_plain_run_stops_at_every_character_that_may_start_markup_or_a_line() -> None:
     stops = set(MarkupNeutraliser._MARKUP_STARTS) | {"\n"}
     for char in map(chr, range(32, 0x250)):
-        run = markup._PLAIN_RUN.match(char + "x")
+        run = MarkupNeutraliser._PLAIN_RUN.match(char + "x")
         assert run is not None
         assert (run.end() == 0) == (char in stops - {"\n"}), char
-    assert markup._PLAIN_RUN.match("ab\ncd").end() == 3  # up to and with the line end, not past it
+    assert MarkupNeutraliser._PLAIN_RUN.match("ab\ncd").end() == 3  # up to and with the line end, not past it
 
 
 def test_runs_give_what_single_characters_give() -> None:

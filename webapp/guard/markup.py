@@ -27,8 +27,6 @@ _DANGEROUS_TARGET = re.compile(r"[ \t]{0,8}<?[ \t]{0,8}(javascript|vbscript|data
 _LINK_DEFINITION = re.compile(r"\[[^\]\n]{1,40}\]:")
 _TAG_START = re.compile(r"[A-Za-z/!?]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# Characters that are literal whatever follows (no markup start, no line end), then at most one line end.
-_PLAIN_RUN = re.compile(r"[^`<!\]\n]*\n?")
 
 _KIND_LABELS = {
     "html": "HTML tag",
@@ -162,7 +160,7 @@ class MarkupNeutraliser:
     def _plain_run(self, i: int, out: list[str]) -> int:
         """``_literal`` for every character up to the next one that may start markup or a new line, at once:
         each of them would be a literal one at a time, and a line's first character needs its own decision."""
-        match = _PLAIN_RUN.match(self._raw, i)
+        match = self._PLAIN_RUN.match(self._raw, i)
         end = match.end() if match is not None and match.end() > i else i + 1
         out.append(self._raw[i:end])
         return end
@@ -215,6 +213,8 @@ class MarkupNeutraliser:
 
     # The characters that may start markup outside code, and the step that decides each.
     _MARKUP_STARTS = {"`": _code_span, "<": _html_tag, "!": _image, "]": _link_target}
+    # Characters that are literal whatever follows (no markup start, no line end), then at most one line end.
+    _PLAIN_RUN = re.compile("[^" + re.escape("".join(_MARKUP_STARTS)) + r"\n]*\n?")
 
     def _may_open_fence(self, i: int, *, final: bool) -> bool | None:
         """Whether the line starting at ``i`` may open a code fence; None while its first character is unseen.
